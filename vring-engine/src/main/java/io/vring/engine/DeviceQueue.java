@@ -1,0 +1,86 @@
+package io.vring.engine;
+
+import io.vring.engine.chain.DescriptorChain;
+import io.vring.engine.notify.Notifier;
+
+/**
+ * The device side of one virtqueue (split or packed): what a back-end codes against.
+ *
+ * <pre>{@code
+ * DescriptorChain chain = queue.poll();   // null when empty or broken; never allocates
+ * ... read the readable buffers, write the writable ones ...
+ * queue.addUsed(chain, bytesWritten);     // stages the used entry
+ * queue.publish();                        // one release store per batch
+ * if (queue.needsNotification()) call.signal();
+ * }</pre>
+ *
+ * <p>Single-threaded: one worker thread owns a queue. Everything the driver wrote is untrusted; a
+ * structural violation marks the queue broken ({@link #isBroken()}, {@link #brokenReason()}),
+ * signals the error notifier, and from then on {@code poll()} returns null and nothing in guest
+ * memory is written. No method throws because of what the driver wrote.
+ */
+public interface DeviceQueue {
+
+    /** Queue size: descriptors in the table (split) or ring (packed). */
+    int size();
+
+    /**
+     * The next available chain, or null if there is none or the queue is broken. The returned
+     * flyweight is valid until the next call. Acquire: the driver's writes to the chain and its
+     * buffers before it published the chain are visible.
+     */
+    DescriptorChain poll();
+
+    /** Stages a used entry for {@code chain} with {@code bytesWritten} bytes written to its writable part. */
+    void addUsed(DescriptorChain chain, int bytesWritten);
+
+    /**
+     * Stages a used entry for a chain popped earlier, by its {@link DescriptorChain#token()}: for
+     * devices that keep several chains in flight and complete them out of order.
+     */
+    void addUsed(int token, int bytesWritten);
+
+    /**
+     * Makes every staged used entry visible to the driver. Release: payload and used entries written
+     * before are visible to a driver that sees the new used index (split) or flags (packed).
+     */
+    void publish();
+
+    /**
+     * Whether the driver asked to be told about the used entries published since the last check
+     * (flags or EVENT_IDX). Contains the full fence that orders the publish before reading the
+     * driver's suppression state; without it a notification is lost and the ring hangs.
+     */
+    boolean needsNotification();
+
+    /**
+     * Asks the driver to kick when it adds buffers (before the worker sleeps). Returns true if
+     * buffers are already available, re-read past the cache after a full fence: then the caller
+     * must not sleep.
+     */
+    boolean enableNotification();
+
+    /** Asks the driver not to kick (the worker is polling). A hint: kicks may still arrive. */
+    void disableNotification();
+
+    /** True if a chain is available (reads the driver's index or flags, acquire). */
+    boolean hasAvailable();
+
+    /** The position the next {@code poll()} reads: split avail index, or packed slot | wrap << 15. */
+    int availPosition();
+
+    /** True once the driver broke the ring's rules; the queue then does nothing. */
+    boolean isBroken();
+
+    /** Why the queue is broken, or null. */
+    String brokenReason();
+
+    /** Marks the queue broken (first reason wins) and signals the error notifier. */
+    void markBroken(String reason);
+
+    /** Where to signal when the queue breaks (vhost-user's error eventfd). Default: none. */
+    void errorNotifier(Notifier notifier);
+
+    /** Negotiated virtio feature bits this queue honours (see {@link VirtioFeatures}). */
+    long features();
+}
