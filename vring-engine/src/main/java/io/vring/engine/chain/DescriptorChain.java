@@ -73,6 +73,9 @@ public final class DescriptorChain {
         if (readableBytes + writableBytes + len > MAX_TOTAL_BYTES) {
             return TOO_LONG;
         }
+        if (len == 0) {
+            return APPENDED; // an empty buffer moves no bytes; its address is never touched
+        }
         long at = gpa;
         long remaining = len;
         int added = 0;
