@@ -395,7 +395,10 @@ public final class Libc {
         pfd.set(JAVA_INT, POLLFD_FD, fd);
         pfd.set(JAVA_SHORT, POLLFD_EVENTS, (short) events);
         pfd.set(JAVA_SHORT, POLLFD_REVENTS, (short) 0);
-        int ready = pollRetryingInterrupts(s, pfd, 1, timeoutMillis, "fd=" + fd);
+        int ready = pollRetryingInterrupts(s, pfd, 1, timeoutMillis);
+        if (ready < 0) {
+            throw failure(s, "poll", "fd=" + fd + ", timeout=" + timeoutMillis);
+        }
         if (ready == 0) {
             return 0;
         }
@@ -424,7 +427,10 @@ public final class Libc {
                 pfds.set(JAVA_INT, i * POLLFD_SIZE + POLLFD_FD, fds[i]);
                 pfds.set(JAVA_SHORT, i * POLLFD_SIZE + POLLFD_EVENTS, (short) events);
             }
-            int ready = pollRetryingInterrupts(s, pfds, fds.length, timeoutMillis, "fds=" + fds.length);
+            int ready = pollRetryingInterrupts(s, pfds, fds.length, timeoutMillis);
+            if (ready < 0) {
+                throw failure(s, "poll", "fds=" + fds.length + ", timeout=" + timeoutMillis);
+            }
             for (int i = 0; i < fds.length; i++) {
                 revents[i] = ready == 0 ? 0 : Short.toUnsignedInt(pfds.get(JAVA_SHORT, i * POLLFD_SIZE + POLLFD_REVENTS));
             }
@@ -432,8 +438,8 @@ public final class Libc {
         }
     }
 
-    private static int pollRetryingInterrupts(ThreadScratch s, MemorySegment pfds, long count, int timeoutMillis,
-                                              String what) {
+    /** poll(2) with EINTR retried on the time left; -1 (errno in the scratch) on any other failure. */
+    private static int pollRetryingInterrupts(ThreadScratch s, MemorySegment pfds, long count, int timeoutMillis) {
         long deadline = timeoutMillis > 0 ? System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMillis) : 0;
         int wait = timeoutMillis;
         try {
@@ -443,7 +449,7 @@ public final class Libc {
                     return ready;
                 }
                 if (s.errno() != EINTR) {
-                    throw failure(s, "poll", what + ", timeout=" + timeoutMillis);
+                    return -1; // the caller names the arguments: building the message here would allocate per call
                 }
                 if (timeoutMillis > 0) {
                     long leftNanos = deadline - System.nanoTime();
