@@ -212,6 +212,7 @@ public final class Libc {
      *
      * @throws NativeCallException if mmap returns MAP_FAILED
      */
+    @SuppressWarnings("restricted") // reinterpret: this class is where vring vouches for a native size
     public static MemorySegment mmap(int fd, long size, long offset, Arena owner) {
         if (size <= 0) {
             throw new IllegalArgumentException("mmap size must be positive, got " + size);
@@ -525,6 +526,7 @@ public final class Libc {
         }
     }
 
+    @SuppressWarnings("restricted") // downcallHandle: this class is the one place vring binds native code
     private static MethodHandle downcall(String name, FunctionDescriptor descriptor, Linker.Option... extra) {
         MemorySegment symbol = LIBC.find(name)
                 .orElseThrow(() -> new UnsatisfiedLinkError("the C library has no " + name + " (vring needs Linux glibc or musl)"));
