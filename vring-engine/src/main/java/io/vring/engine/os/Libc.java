@@ -1,0 +1,553 @@
+package io.vring.engine.os;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.VarHandle;
+import java.nio.file.Path;
+import java.util.Objects;
+import java.util.concurrent.TimeUnit;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+
+/**
+ * The one place vring calls libc, through FFM downcalls into the C library the JVM already loaded.
+ *
+ * <p><b>errno.</b> Every handle is built with {@code Linker.Option.captureCallState("errno")}, so
+ * errno is copied into a capture segment by the downcall stub itself, before the JVM can run code
+ * that clobbers it. The capture segment (and the other small scratch buffers below) belong to the
+ * calling thread and are allocated once per thread, so a steady-state call allocates nothing.
+ *
+ * <p><b>Errors.</b> A failed call throws {@link NativeCallException} naming the call, its arguments and
+ * errno, except where a caller must handle the condition on its data path: {@code EAGAIN} on a
+ * non-blocking read or write is a return value, and {@code EINTR} is retried here (for {@code close}
+ * it is not: Linux has already released the fd, and a retry could close a number another thread
+ * has just been given).
+ *
+ * <p><b>Mappings.</b> {@link #mmap} ties each mapping to an {@link Arena}: closing the arena unmaps it,
+ * exactly once, and the JDK first makes sure no thread is still accessing the segment (later accesses
+ * throw {@link IllegalStateException} instead of faulting). There is deliberately no public munmap.
+ *
+ * <p>Constants are the Linux values shared by x86_64 and arm64 (the only targets vring runs on).
+ */
+public final class Libc {
+    /** memfd_create: close the fd on exec. */
+    public static final int MFD_CLOEXEC = 1;
+    /** memfd_create: allow F_ADD_SEALS. */
+    public static final int MFD_ALLOW_SEALING = 2;
+
+    /** mmap protection: readable. */
+    public static final int PROT_READ = 1;
+    /** mmap protection: writable. */
+    public static final int PROT_WRITE = 2;
+    /** mmap: writes are shared with every other mapping of the file. */
+    public static final int MAP_SHARED = 1;
+
+    /** eventfd: semaphore semantics (each read takes 1). vring does not use it. */
+    public static final int EFD_SEMAPHORE = 1;
+    /** eventfd: non-blocking reads and writes. */
+    public static final int EFD_NONBLOCK = 0x800;
+    /** eventfd: close the fd on exec. */
+    public static final int EFD_CLOEXEC = 0x80000;
+
+    /** poll: readable. */
+    public static final int POLLIN = 0x1;
+    /** poll: writable. */
+    public static final int POLLOUT = 0x4;
+    /** poll: error condition (output only). */
+    public static final int POLLERR = 0x8;
+    /** poll: peer hung up (output only). */
+    public static final int POLLHUP = 0x10;
+    /** poll: the fd is not open (output only). */
+    public static final int POLLNVAL = 0x20;
+
+    /** open: read only. */
+    public static final int O_RDONLY = 0;
+    /** open: write only. */
+    public static final int O_WRONLY = 1;
+    /** open: read and write. */
+    public static final int O_RDWR = 2;
+    /** open / F_GETFL: non-blocking. */
+    public static final int O_NONBLOCK = 0x800;
+    /** open: close on exec. */
+    public static final int O_CLOEXEC = 0x80000;
+
+    /** fcntl: get fd flags (FD_CLOEXEC). */
+    public static final int F_GETFD = 1;
+    /** fcntl: set fd flags. */
+    public static final int F_SETFD = 2;
+    /** fcntl: get file status flags (O_NONBLOCK, access mode). */
+    public static final int F_GETFL = 3;
+    /** fcntl: set file status flags. */
+    public static final int F_SETFL = 4;
+    /** The close-on-exec fd flag. */
+    public static final int FD_CLOEXEC = 1;
+
+    /** Operation not permitted. */
+    public static final int EPERM = 1;
+    /** No such file or directory. */
+    public static final int ENOENT = 2;
+    /** Interrupted by a signal; retried inside this class. */
+    public static final int EINTR = 4;
+    /** Bad file descriptor. */
+    public static final int EBADF = 9;
+    /** Would block (non-blocking fd); EWOULDBLOCK is the same value on Linux. */
+    public static final int EAGAIN = 11;
+    /** Out of memory. */
+    public static final int ENOMEM = 12;
+    /** Permission denied. */
+    public static final int EACCES = 13;
+    /** Invalid argument. */
+    public static final int EINVAL = 22;
+    /** Too many open files in this process. */
+    public static final int EMFILE = 24;
+
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final SymbolLookup LIBC = LINKER.defaultLookup();
+    private static final StructLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
+    private static final VarHandle ERRNO = CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
+
+    private static final MethodHandle MEMFD_CREATE = downcall("memfd_create", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle FTRUNCATE = downcall("ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+    private static final MethodHandle MMAP = downcall("mmap",
+            FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
+    private static final MethodHandle MUNMAP = downcall("munmap", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle EVENTFD = downcall("eventfd", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    private static final MethodHandle READ = downcall("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle WRITE = downcall("write", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    /** int poll(struct pollfd *fds, nfds_t nfds, int timeout); nfds_t is unsigned long. */
+    private static final MethodHandle POLL = downcall("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle CLOSE = downcall("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle GETPID = downcall("getpid", FunctionDescriptor.of(JAVA_INT));
+    /** open and fcntl are variadic: the third argument must be passed the variadic way (it sets %al on x86_64). */
+    private static final MethodHandle OPEN = downcall("open", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
+            Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle FCNTL = downcall("fcntl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT),
+            Linker.Option.firstVariadicArg(2));
+
+    /** struct pollfd: int fd; short events; short revents. */
+    private static final long POLLFD_SIZE = 8;
+    private static final long POLLFD_FD = 0;
+    private static final long POLLFD_EVENTS = 4;
+    private static final long POLLFD_REVENTS = 6;
+
+    /**
+     * What one thread needs to make calls without allocating: the errno capture segment, the 8-byte
+     * eventfd counter buffer and one struct pollfd. Allocated once per thread from an automatic arena,
+     * so a finished thread's scratch is freed by the GC.
+     */
+    private static final class ThreadScratch {
+        final MemorySegment capture;
+        final MemorySegment counter;
+        final MemorySegment pollFd;
+
+        ThreadScratch() {
+            Arena arena = Arena.ofAuto();
+            capture = arena.allocate(CAPTURE_LAYOUT);
+            counter = arena.allocate(JAVA_LONG);
+            pollFd = arena.allocate(POLLFD_SIZE, 8);
+        }
+
+        int errno() {
+            return (int) ERRNO.get(capture, 0L);
+        }
+    }
+
+    private static final ThreadLocal<ThreadScratch> SCRATCH = ThreadLocal.withInitial(ThreadScratch::new);
+
+    private Libc() {
+    }
+
+    /**
+     * {@code memfd_create(name, flags)}: an anonymous file living in memory, of size 0.
+     *
+     * @return the new fd, owned by the caller
+     */
+    public static int memfdCreate(String name, int flags) {
+        ThreadScratch s = SCRATCH.get();
+        try (Arena arena = Arena.ofConfined()) {
+            int fd = (int) MEMFD_CREATE.invokeExact(s.capture, arena.allocateFrom(name), flags);
+            if (fd < 0) {
+                throw failure(s, "memfd_create", "name=" + name + ", flags=0x" + Integer.toHexString(flags));
+            }
+            return fd;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** {@code ftruncate(fd, size)}: sets the file's size; new bytes read as zero. EINTR is retried. */
+    public static void ftruncate(int fd, long size) {
+        ThreadScratch s = SCRATCH.get();
+        try {
+            while ((int) FTRUNCATE.invokeExact(s.capture, fd, size) != 0) {
+                if (s.errno() != EINTR) {
+                    throw failure(s, "ftruncate", "fd=" + fd + ", size=" + size);
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * {@code mmap(NULL, size, PROT_READ|PROT_WRITE, MAP_SHARED, fd, offset)}, owned by {@code owner}.
+     *
+     * <p>The result is exactly {@code size} bytes, in {@code owner}'s scope. Closing {@code owner} unmaps
+     * it exactly once; the JDK closes a shared arena only when no thread is inside an access to it or
+     * inside a downcall that was passed it (else {@code close()} throws and the mapping stays), so
+     * our code can never touch an unmapped page through this segment. Use {@code Arena.ofShared()}
+     * for a mapping several threads use.
+     *
+     * <p>Accessing bytes beyond the end of the file raises SIGBUS and kills the JVM: the caller checks
+     * the file is at least {@code offset + size} bytes long. {@code offset} must be page-aligned.
+     *
+     * @throws NativeCallException if mmap returns MAP_FAILED
+     */
+    @SuppressWarnings("restricted") // reinterpret: this class is where vring vouches for a native size
+    public static MemorySegment mmap(int fd, long size, long offset, Arena owner) {
+        if (size <= 0) {
+            throw new IllegalArgumentException("mmap size must be positive, got " + size);
+        }
+        ThreadScratch s = SCRATCH.get();
+        MemorySegment mapped;
+        try {
+            mapped = (MemorySegment) MMAP.invokeExact(s.capture, MemorySegment.NULL, size, PROT_READ | PROT_WRITE,
+                    MAP_SHARED, fd, offset);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        long address = mapped.address();
+        if (address == -1L) { // MAP_FAILED
+            throw failure(s, "mmap", "fd=" + fd + ", size=" + size + ", offset=" + offset);
+        }
+        try {
+            // The cleanup captures address and size rather than the segment: it runs after the scope died.
+            return mapped.reinterpret(size, owner, unused -> munmap(address, size));
+        } catch (RuntimeException | Error e) {
+            munmap(address, size); // owner already closed: the mapping would otherwise leak
+            throw e;
+        }
+    }
+
+    private static void munmap(long address, long size) {
+        ThreadScratch s = SCRATCH.get();
+        int r;
+        try {
+            r = (int) MUNMAP.invokeExact(s.capture, MemorySegment.ofAddress(address), size);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (r != 0) {
+            throw failure(s, "munmap", "address=0x" + Long.toHexString(address) + ", size=" + size);
+        }
+    }
+
+    /** {@code eventfd(initval, flags)}: a new eventfd, owned by the caller. */
+    public static int eventfd(int initialValue, int flags) {
+        ThreadScratch s = SCRATCH.get();
+        int fd;
+        try {
+            fd = (int) EVENTFD.invokeExact(s.capture, initialValue, flags);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (fd < 0) {
+            throw failure(s, "eventfd", "initval=" + initialValue + ", flags=0x" + Integer.toHexString(flags));
+        }
+        return fd;
+    }
+
+    /**
+     * Adds {@code value} to an eventfd's counter (an 8-byte write from a per-thread buffer: no
+     * allocation). Returns false if the fd is non-blocking and the counter cannot take {@code value}
+     * without overflowing ({@code EAGAIN}); the counter is then non-zero, so a reader is woken anyway.
+     */
+    public static boolean eventfdWrite(int fd, long value) {
+        ThreadScratch s = SCRATCH.get();
+        s.counter.set(JAVA_LONG, 0L, value);
+        try {
+            for (;;) {
+                long n = (long) WRITE.invokeExact(s.capture, fd, s.counter, 8L);
+                if (n == 8) {
+                    return true;
+                }
+                if (n >= 0) {
+                    throw new IllegalStateException("write(fd=" + fd + ") wrote " + n + " of an eventfd's 8 bytes");
+                }
+                int errno = s.errno();
+                if (errno == EAGAIN) {
+                    return false;
+                }
+                if (errno != EINTR) {
+                    throw failure(s, "write", "fd=" + fd + ", eventfd value=" + value);
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * Reads an eventfd: returns its counter and resets it to 0 (8-byte read into a per-thread buffer:
+     * no allocation). Returns -1 if the fd is non-blocking and the counter is 0 ({@code EAGAIN}); a
+     * counter never holds 2^64-1, so -1 is not a value. Counters above 2^63-1 come back negative: read
+     * them as unsigned. On a blocking eventfd with counter 0 this blocks until it is signalled.
+     */
+    public static long eventfdRead(int fd) {
+        ThreadScratch s = SCRATCH.get();
+        try {
+            for (;;) {
+                long n = (long) READ.invokeExact(s.capture, fd, s.counter, 8L);
+                if (n == 8) {
+                    return s.counter.get(JAVA_LONG, 0L);
+                }
+                if (n >= 0) {
+                    throw new IllegalStateException("read(fd=" + fd + ") gave " + n + " of an eventfd's 8 bytes");
+                }
+                int errno = s.errno();
+                if (errno == EAGAIN) {
+                    return -1;
+                }
+                if (errno != EINTR) {
+                    throw failure(s, "read", "fd=" + fd + ", eventfd");
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * {@code read(fd, buf, len)} into a native segment of at least {@code len} bytes.
+     *
+     * @return bytes read, 0 at end of file, or -1 if the fd is non-blocking and nothing is ready
+     *         ({@code EAGAIN}). EINTR is retried.
+     */
+    public static long read(int fd, MemorySegment buf, long len) {
+        Objects.checkFromIndexSize(0, len, buf.byteSize());
+        ThreadScratch s = SCRATCH.get();
+        try {
+            for (;;) {
+                long n = (long) READ.invokeExact(s.capture, fd, buf, len);
+                if (n >= 0) {
+                    return n;
+                }
+                int errno = s.errno();
+                if (errno == EAGAIN) {
+                    return -1;
+                }
+                if (errno != EINTR) {
+                    throw failure(s, "read", "fd=" + fd + ", len=" + len);
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * {@code write(fd, buf, len)} from a native segment of at least {@code len} bytes.
+     *
+     * @return bytes written (possibly fewer than {@code len}), or -1 if the fd is non-blocking and
+     *         cannot take any now ({@code EAGAIN}). EINTR is retried.
+     */
+    public static long write(int fd, MemorySegment buf, long len) {
+        Objects.checkFromIndexSize(0, len, buf.byteSize());
+        ThreadScratch s = SCRATCH.get();
+        try {
+            for (;;) {
+                long n = (long) WRITE.invokeExact(s.capture, fd, buf, len);
+                if (n >= 0) {
+                    return n;
+                }
+                int errno = s.errno();
+                if (errno == EAGAIN) {
+                    return -1;
+                }
+                if (errno != EINTR) {
+                    throw failure(s, "write", "fd=" + fd + ", len=" + len);
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * Waits until {@code fd} has one of {@code events} (e.g. {@link #POLLIN}) or the timeout passes.
+     * Uses a per-thread struct pollfd: no allocation. EINTR is retried with the time that is left.
+     *
+     * @param timeoutMillis 0 to check without waiting, negative to wait forever
+     * @return the revents bits, 0 if the timeout passed
+     * @throws NativeCallException with EBADF if the fd is not open (POLLNVAL)
+     */
+    public static int poll(int fd, int events, int timeoutMillis) {
+        ThreadScratch s = SCRATCH.get();
+        MemorySegment pfd = s.pollFd;
+        pfd.set(JAVA_INT, POLLFD_FD, fd);
+        pfd.set(JAVA_SHORT, POLLFD_EVENTS, (short) events);
+        pfd.set(JAVA_SHORT, POLLFD_REVENTS, (short) 0);
+        int ready = pollRetryingInterrupts(s, pfd, 1, timeoutMillis);
+        if (ready < 0) {
+            throw failure(s, "poll", "fd=" + fd + ", timeout=" + timeoutMillis);
+        }
+        if (ready == 0) {
+            return 0;
+        }
+        int revents = Short.toUnsignedInt(pfd.get(JAVA_SHORT, POLLFD_REVENTS));
+        if ((revents & POLLNVAL) != 0) {
+            throw new NativeCallException("poll", "fd=" + fd + ", revents=POLLNVAL", EBADF);
+        }
+        return revents;
+    }
+
+    /**
+     * Waits until one of {@code fds} has one of {@code events} or the timeout passes, and stores each
+     * fd's revents bits in {@code revents}. Allocates a pollfd array: for control paths.
+     *
+     * @param timeoutMillis 0 to check without waiting, negative to wait forever
+     * @return the number of fds with non-zero revents (POLLNVAL included), 0 if the timeout passed
+     */
+    public static int poll(int[] fds, int events, int timeoutMillis, int[] revents) {
+        if (revents.length < fds.length) {
+            throw new IllegalArgumentException("revents holds " + revents.length + " entries for " + fds.length + " fds");
+        }
+        ThreadScratch s = SCRATCH.get();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment pfds = arena.allocate(POLLFD_SIZE * Math.max(1, fds.length), 8);
+            for (int i = 0; i < fds.length; i++) {
+                pfds.set(JAVA_INT, i * POLLFD_SIZE + POLLFD_FD, fds[i]);
+                pfds.set(JAVA_SHORT, i * POLLFD_SIZE + POLLFD_EVENTS, (short) events);
+            }
+            int ready = pollRetryingInterrupts(s, pfds, fds.length, timeoutMillis);
+            if (ready < 0) {
+                throw failure(s, "poll", "fds=" + fds.length + ", timeout=" + timeoutMillis);
+            }
+            for (int i = 0; i < fds.length; i++) {
+                revents[i] = ready == 0 ? 0 : Short.toUnsignedInt(pfds.get(JAVA_SHORT, i * POLLFD_SIZE + POLLFD_REVENTS));
+            }
+            return ready;
+        }
+    }
+
+    /** poll(2) with EINTR retried on the time left; -1 (errno in the scratch) on any other failure. */
+    private static int pollRetryingInterrupts(ThreadScratch s, MemorySegment pfds, long count, int timeoutMillis) {
+        long deadline = timeoutMillis > 0 ? System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMillis) : 0;
+        int wait = timeoutMillis;
+        try {
+            for (;;) {
+                int ready = (int) POLL.invokeExact(s.capture, pfds, count, wait);
+                if (ready >= 0) {
+                    return ready;
+                }
+                if (s.errno() != EINTR) {
+                    return -1; // the caller names the arguments: building the message here would allocate per call
+                }
+                if (timeoutMillis > 0) {
+                    long leftNanos = deadline - System.nanoTime();
+                    if (leftNanos <= 0) {
+                        return 0;
+                    }
+                    // Round up: a 0 here would turn the rest of the wait into a busy check.
+                    wait = (int) Math.max(1, TimeUnit.NANOSECONDS.toMillis(leftNanos + 999_999));
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * {@code close(fd)}. EINTR is not retried: Linux releases the fd before it can report EINTR, and
+     * a retry might close an fd another thread has just opened with the same number.
+     */
+    public static void close(int fd) {
+        ThreadScratch s = SCRATCH.get();
+        int r;
+        try {
+            r = (int) CLOSE.invokeExact(s.capture, fd);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (r != 0 && s.errno() != EINTR) {
+            throw failure(s, "close", "fd=" + fd);
+        }
+    }
+
+    /** {@code open(path, flags, 0)}: opens an existing file (no O_CREAT). EINTR is retried. */
+    public static int open(Path path, int flags) {
+        ThreadScratch s = SCRATCH.get();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment cPath = arena.allocateFrom(path.toString());
+            for (;;) {
+                int fd = (int) OPEN.invokeExact(s.capture, cPath, flags, 0);
+                if (fd >= 0) {
+                    return fd;
+                }
+                if (s.errno() != EINTR) {
+                    throw failure(s, "open", "path=" + path + ", flags=0x" + Integer.toHexString(flags));
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** {@code fcntl(fd, cmd, arg)} for the int-argument commands (F_GETFD, F_GETFL, F_SETFL, ...). */
+    public static int fcntl(int fd, int cmd, int arg) {
+        ThreadScratch s = SCRATCH.get();
+        int r;
+        try {
+            r = (int) FCNTL.invokeExact(s.capture, fd, cmd, arg);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (r < 0) {
+            throw failure(s, "fcntl", "fd=" + fd + ", cmd=" + cmd);
+        }
+        return r;
+    }
+
+    /** {@code getpid()}: this process's id; cannot fail. */
+    public static int getpid() {
+        try {
+            return (int) GETPID.invokeExact(SCRATCH.get().capture);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    @SuppressWarnings("restricted") // downcallHandle: this class is the one place vring binds native code
+    private static MethodHandle downcall(String name, FunctionDescriptor descriptor, Linker.Option... extra) {
+        MemorySegment symbol = LIBC.find(name)
+                .orElseThrow(() -> new UnsatisfiedLinkError("the C library has no " + name + " (vring needs Linux glibc or musl)"));
+        Linker.Option[] options = new Linker.Option[extra.length + 1];
+        options[0] = Linker.Option.captureCallState("errno");
+        System.arraycopy(extra, 0, options, 1, extra.length);
+        return LINKER.downcallHandle(symbol, descriptor, options);
+    }
+
+    private static NativeCallException failure(ThreadScratch s, String call, String arguments) {
+        return new NativeCallException(call, arguments, s.errno());
+    }
+
+    /** Downcalls throw nothing checked; invokeExact only declares Throwable. */
+    private static RuntimeException rethrow(Throwable t) {
+        if (t instanceof RuntimeException e) {
+            throw e;
+        }
+        if (t instanceof Error e) {
+            throw e;
+        }
+        throw new IllegalStateException("downcall threw " + t, t);
+    }
+}

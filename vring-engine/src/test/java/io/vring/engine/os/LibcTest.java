@@ -1,0 +1,191 @@
+package io.vring.engine.os;
+
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Path;
+
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class LibcTest {
+
+    @Test
+    void aWriteThroughOneMappingOfAMemfdIsVisibleThroughASecondMapping() {
+        int fd = Libc.memfdCreate("libc-test", Libc.MFD_CLOEXEC);
+        try (Arena first = Arena.ofShared(); Arena second = Arena.ofShared()) {
+            Libc.ftruncate(fd, 8192);
+            MemorySegment a = Libc.mmap(fd, 8192, 0, first);
+            MemorySegment b = Libc.mmap(fd, 8192, 0, second);
+            assertEquals(8192, a.byteSize());
+            assertTrue(a.address() != b.address(), "two distinct mappings");
+            a.set(JAVA_INT, 4096, 0xcafe_f00d);
+            assertEquals(0xcafe_f00d, b.get(JAVA_INT, 4096));
+        } finally {
+            Libc.close(fd);
+        }
+    }
+
+    @Test
+    void ftruncateOnABadFdThrowsNamingTheCallAndEbadf() {
+        NativeCallException e = assertThrows(NativeCallException.class, () -> Libc.ftruncate(9999, 4096));
+        assertEquals("ftruncate", e.call());
+        assertEquals(Libc.EBADF, e.errno());
+        assertEquals("EBADF", e.errnoName());
+        assertEquals("ftruncate(fd=9999, size=4096) failed: errno 9 (EBADF)", e.getMessage());
+    }
+
+    @Test
+    void mmapOfABadFdThrowsNamingMmap() {
+        try (Arena arena = Arena.ofConfined()) {
+            NativeCallException e = assertThrows(NativeCallException.class, () -> Libc.mmap(9999, 4096, 0, arena));
+            assertEquals("mmap", e.call());
+            assertEquals(Libc.EBADF, e.errno());
+            assertTrue(e.getMessage().startsWith("mmap(fd=9999, size=4096"), e.getMessage());
+        }
+    }
+
+    @Test
+    void aMappingCannotBeTouchedOnceItsArenaIsClosed() {
+        int fd = Libc.memfdCreate("libc-test", Libc.MFD_CLOEXEC);
+        try {
+            Libc.ftruncate(fd, 4096);
+            Arena arena = Arena.ofShared();
+            MemorySegment m = Libc.mmap(fd, 4096, 0, arena);
+            m.set(JAVA_INT, 0, 1);
+            arena.close();
+            assertThrows(IllegalStateException.class, () -> m.get(JAVA_INT, 0));
+        } finally {
+            Libc.close(fd);
+        }
+    }
+
+    @Test
+    void eventfdWritesAddUpAndAReadResetsTheCounter() {
+        int fd = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
+        try {
+            assertTrue(Libc.eventfdWrite(fd, 3));
+            assertTrue(Libc.eventfdWrite(fd, 4));
+            assertEquals(7, Libc.eventfdRead(fd));
+            assertEquals(-1, Libc.eventfdRead(fd), "empty non-blocking eventfd reports EAGAIN as -1");
+        } finally {
+            Libc.close(fd);
+        }
+    }
+
+    @Test
+    void pollTimesOutWithZeroAndReportsPollinOnceReadable() {
+        int fd = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
+        try {
+            assertEquals(0, Libc.poll(fd, Libc.POLLIN, 10));
+            Libc.eventfdWrite(fd, 1);
+            assertEquals(Libc.POLLIN, Libc.poll(fd, Libc.POLLIN, 0) & Libc.POLLIN);
+            int[] revents = new int[2];
+            int other = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
+            try {
+                assertEquals(1, Libc.poll(new int[] {other, fd}, Libc.POLLIN, 0, revents));
+                assertEquals(0, revents[0]);
+                assertEquals(Libc.POLLIN, revents[1] & Libc.POLLIN);
+            } finally {
+                Libc.close(other);
+            }
+        } finally {
+            Libc.close(fd);
+        }
+    }
+
+    @Test
+    void pollOnAnFdThatIsNotOpenThrowsEbadf() {
+        int fd = Libc.eventfd(0, Libc.EFD_CLOEXEC);
+        Libc.close(fd);
+        NativeCallException e = assertThrows(NativeCallException.class, () -> Libc.poll(fd, Libc.POLLIN, 0));
+        assertEquals("poll", e.call());
+        assertEquals(Libc.EBADF, e.errno());
+    }
+
+    @Test
+    void readAndWriteMoveBytesThroughTwoOpenFilesOfOneMemfd() {
+        int writer = Libc.memfdCreate("libc-rw", Libc.MFD_CLOEXEC);
+        // Reopening through /proc gives a second open file with its own offset, starting at 0.
+        int reader = Libc.open(Path.of("/proc/self/fd/" + writer), Libc.O_RDWR | Libc.O_CLOEXEC);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocateFrom("hello");
+            assertEquals(6, Libc.write(writer, out, out.byteSize()));
+            MemorySegment in = arena.allocate(16);
+            assertEquals(6, Libc.read(reader, in, in.byteSize()));
+            assertEquals("hello", in.getString(0));
+            assertEquals(0, Libc.read(reader, in, in.byteSize()), "end of file");
+        } finally {
+            Libc.close(reader);
+            Libc.close(writer);
+        }
+    }
+
+    @Test
+    void openOfAMissingPathThrowsEnoent() {
+        NativeCallException e = assertThrows(NativeCallException.class,
+                () -> Libc.open(Path.of("/nonexistent/vring"), Libc.O_RDONLY));
+        assertEquals("open", e.call());
+        assertEquals(Libc.ENOENT, e.errno());
+    }
+
+    @Test
+    void closingAnFdTwiceThrowsEbadfTheSecondTime() {
+        int fd = Libc.eventfd(0, Libc.EFD_CLOEXEC);
+        Libc.close(fd);
+        NativeCallException e = assertThrows(NativeCallException.class, () -> Libc.close(fd));
+        assertEquals("close", e.call());
+        assertEquals(Libc.EBADF, e.errno());
+    }
+
+    @Test
+    void fcntlReportsTheFlagsAnFdWasCreatedWith() {
+        int fd = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
+        try {
+            assertEquals(Libc.FD_CLOEXEC, Libc.fcntl(fd, Libc.F_GETFD, 0) & Libc.FD_CLOEXEC);
+            assertEquals(Libc.O_NONBLOCK, Libc.fcntl(fd, Libc.F_GETFL, 0) & Libc.O_NONBLOCK);
+        } finally {
+            Libc.close(fd);
+        }
+    }
+
+    @Test
+    void getpidIsThisProcess() {
+        assertEquals(ProcessHandle.current().pid(), Libc.getpid());
+    }
+
+    @Test
+    void eventfdSignallingAndPollingAllocateNothingOnceCompiled() {
+        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        long me = Thread.currentThread().threadId();
+        int fd = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
+        try {
+            // Interpreted downcalls allocate; compiled ones must not. Rounds run until the JIT is done.
+            long allocated = Long.MAX_VALUE;
+            for (int round = 0; round < 30 && allocated > 0; round++) {
+                long before = threads.getThreadAllocatedBytes(me);
+                for (int i = 0; i < 10_000; i++) {
+                    Libc.eventfdWrite(fd, 1);
+                    Libc.poll(fd, Libc.POLLIN, 0);
+                    Libc.eventfdRead(fd);
+                }
+                allocated = threads.getThreadAllocatedBytes(me) - before;
+            }
+            assertEquals(0, allocated, "bytes allocated by 30,000 calls in the last round");
+        } finally {
+            Libc.close(fd);
+        }
+    }
+
+    @Test
+    void errnoNamesCoverTheCommonValuesAndFallBackToTheNumber() {
+        assertEquals("EAGAIN", NativeCallException.errnoName(Libc.EAGAIN));
+        assertEquals("EINTR", NativeCallException.errnoName(Libc.EINTR));
+        assertEquals("EINVAL", NativeCallException.errnoName(Libc.EINVAL));
+        assertEquals("errno 4095", NativeCallException.errnoName(4095));
+    }
+}
