@@ -2,6 +2,7 @@ package io.vring.engine.packed;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -207,7 +208,7 @@ class PackedHostileDriverTest {
         PackedDeviceQueue q = new PackedDeviceQueue("bad size", m.memory, size, rings(A), PackedRig.PLAIN);
         assertTrue(q.brokenReason().contains("queue size " + size + " is outside 1..32768"), q.brokenReason());
         assertNull(q.poll());
-        assertTrue(q.enableNotification() == false);
+        assertFalse(q.enableNotification());
     }
 
     // ---- the driver side against a hostile device ----
