@@ -1,0 +1,563 @@
+package io.vring.engine.packed;
+
+import static io.vring.engine.packed.PackedLayout.DESC_ADDR;
+import static io.vring.engine.packed.PackedLayout.DESC_FLAGS;
+import static io.vring.engine.packed.PackedLayout.DESC_ID;
+import static io.vring.engine.packed.PackedLayout.DESC_LEN;
+import static io.vring.engine.packed.PackedLayout.DESC_SIZE;
+import static io.vring.engine.packed.PackedLayout.F_INDIRECT;
+import static io.vring.engine.packed.PackedLayout.F_NEXT;
+import static io.vring.engine.packed.PackedLayout.F_WRITE;
+
+import io.vring.engine.DeviceQueue;
+import io.vring.engine.QueueHealth;
+import io.vring.engine.RingAddresses;
+import io.vring.engine.VirtioFeatures;
+import io.vring.engine.chain.DescriptorChain;
+import io.vring.engine.memory.GuestMemory;
+import io.vring.engine.memory.GuestMemoryException;
+import io.vring.engine.notify.Notifier;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+
+/**
+ * The device side of a packed virtqueue.
+ *
+ * <p><b>Positions.</b> The device keeps two positions, each a slot in {@code [0, size)} with its own
+ * wrap counter (both start at slot 0, wrap 1): where the next available list starts, and where the
+ * next used descriptor goes. They differ while chains are in flight.
+ *
+ * <p><b>Tokens.</b> {@link DescriptorChain#token()} of a chain from this queue is
+ * {@code (slots << 16) | bufferId}, read as an unsigned 32-bit value: the buffer id the driver put in
+ * the last descriptor of the list, and the number of ring slots the list took (an indirect table
+ * counts as its one slot). That is everything {@link #addUsed(int, int)} needs.
+ *
+ * <p><b>Ordering.</b> {@code poll} reads the head slot's flags with acquire and then the rest of the
+ * list plainly; {@code publish} writes ids and lengths and the flags of all but the first used
+ * descriptor plainly, then the first one's flags with release, so the driver sees a whole batch or
+ * none of it. Shared accessors are named for their ordering: {@code lv} acquire load, {@code lp}
+ * plain load, {@code so} release store, {@code sp} plain store. Verified on x86 only; x86 hides
+ * missing acquire/release, so weaker machines (Arm) are not yet verified.
+ *
+ * <p><b>Untrusted input.</b> Every descriptor field is read once into a local. A list longer than
+ * the ring, an indirect table that is empty, not a multiple of 16, longer than 16 x size, outside one
+ * region, nested or combined with NEXT, a buffer outside guest memory, a readable buffer after a
+ * writable one, or slots re-offered while the device still owns them, marks the queue broken; from
+ * then on nothing in guest memory is written.
+ *
+ * <p>Single-threaded: one worker owns the queue. The data path does not allocate.
+ */
+public final class PackedDeviceQueue implements DeviceQueue {
+    private static final VarHandle U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN)
+            .varHandle().withInvokeExactBehavior();
+    private static final VarHandle U32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN)
+            .varHandle().withInvokeExactBehavior();
+    private static final VarHandle U64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN)
+            .varHandle().withInvokeExactBehavior();
+    /* Indirect tables have no alignment rule in the spec, and are read only after the head flags'
+     * acquire, so plain unaligned reads are both legal and sufficient there. */
+    private static final ValueLayout.OfLong TABLE_U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt TABLE_U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort TABLE_U16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private final int size;
+    private final long features;
+    private final boolean eventIdx;
+    private final boolean inOrder;
+    private final boolean indirectAllowed;
+    private final GuestMemory memory;
+    private final QueueHealth health;
+    private final DescriptorChain chain = new DescriptorChain();
+
+    /** Descriptor ring, driver event structure (read), device event structure (written); null if broken at set-up. */
+    private final MemorySegment ring;
+    private final MemorySegment driverEvent;
+    private final MemorySegment deviceEvent;
+
+    /* Scratch for one list: its ring descriptors are read once into these before the buffer id
+     * (in the last one) is known and the chain is built. */
+    private final long[] listAddr;
+    private final int[] listLen;
+    private final int[] listFlags;
+
+    /* Shadow used ring: entries staged by addUsed, written by publish. */
+    private final int[] stagedId;
+    private final int[] stagedLen;
+    private final int[] stagedSlots;
+    private final long[] stagedWritable;
+    private int staged;
+
+    private int availSlot;
+    private int availWrap = 1;
+    private int usedSlot;
+    private int usedWrap = 1;
+    /** Ring slots polled and not yet published as used: never more than the ring holds. */
+    private int inFlightSlots;
+    /** Used position at the previous needsNotification(), and slots published since. */
+    private int signalledSlot;
+    private int publishedSinceCheck;
+    /** What this side last wrote to the device event structure (never read back from the ring). */
+    private int deviceEventShadow = -1;
+
+    /**
+     * @param name     how log lines and reasons name the queue
+     * @param memory   guest memory holding the ring and the buffers
+     * @param size     ring slots, 1..32768 (any value, not only powers of two)
+     * @param rings    descriptor ring, driver event structure, device event structure (GPAs)
+     * @param features negotiated feature bits ({@link VirtioFeatures})
+     * @throws IllegalArgumentException for a null argument; driver-supplied values never throw, they
+     *                                  leave the queue broken with a reason instead
+     */
+    public PackedDeviceQueue(String name, GuestMemory memory, int size, RingAddresses rings, long features) {
+        if (name == null || memory == null || rings == null) {
+            throw new IllegalArgumentException("name, memory and rings are required");
+        }
+        this.size = size;
+        this.features = features;
+        this.eventIdx = VirtioFeatures.has(features, VirtioFeatures.EVENT_IDX);
+        this.inOrder = VirtioFeatures.has(features, VirtioFeatures.IN_ORDER);
+        this.indirectAllowed = VirtioFeatures.has(features, VirtioFeatures.INDIRECT_DESC);
+        this.memory = memory;
+        this.health = new QueueHealth(name);
+
+        String problem = null;
+        MemorySegment r = null;
+        MemorySegment drv = null;
+        MemorySegment dev = null;
+        if (size < 1 || size > PackedLayout.MAX_QUEUE_SIZE) {
+            problem = "queue size " + size + " is outside 1.." + PackedLayout.MAX_QUEUE_SIZE;
+        } else {
+            try {
+                r = area(memory, "descriptor ring", rings.descriptorArea(), PackedLayout.descriptorRingSize(size),
+                        PackedLayout.DESC_RING_ALIGN);
+                drv = area(memory, "driver event structure", rings.driverArea(), PackedLayout.EVENT_AREA_SIZE,
+                        PackedLayout.EVENT_AREA_ALIGN);
+                dev = area(memory, "device event structure", rings.deviceArea(), PackedLayout.EVENT_AREA_SIZE,
+                        PackedLayout.EVENT_AREA_ALIGN);
+            } catch (GuestMemoryException e) {
+                problem = e.getMessage() + " (queue size " + size + ")";
+                r = drv = dev = null;
+            }
+        }
+        int capacity = problem == null ? size : 0;
+        this.ring = r;
+        this.driverEvent = drv;
+        this.deviceEvent = dev;
+        this.listAddr = new long[capacity];
+        this.listLen = new int[capacity];
+        this.listFlags = new int[capacity];
+        this.stagedId = new int[capacity];
+        this.stagedLen = new int[capacity];
+        this.stagedSlots = new int[capacity];
+        this.stagedWritable = new long[capacity];
+        if (problem != null) {
+            health.markBroken(problem);
+        }
+    }
+
+    /** Translates one ring area once; misaligned or unbacked areas are the driver's fault. */
+    private static MemorySegment area(GuestMemory memory, String what, long gpa, long bytes, int align) {
+        if ((gpa & (align - 1)) != 0) {
+            throw new GuestMemoryException(what + " at GPA 0x" + Long.toHexString(gpa) + " is not " + align + "-byte aligned");
+        }
+        MemorySegment s;
+        try {
+            s = memory.slice(gpa, bytes);
+        } catch (GuestMemoryException e) {
+            throw new GuestMemoryException(what + ": " + e.getMessage());
+        }
+        if ((s.address() & (align - 1)) != 0) {
+            throw new GuestMemoryException(what + " at GPA 0x" + Long.toHexString(gpa) + " is mapped at a host address that is not "
+                    + align + "-byte aligned");
+        }
+        return s;
+    }
+
+    // ---- shared accessors: the name says the ordering ----
+
+    /** Acquire: the driver's writes to the list before it set these flags are visible after this. */
+    private static int lvFlags(MemorySegment ring, long off) {
+        return Short.toUnsignedInt((short) U16.getAcquire(ring, off + DESC_FLAGS));
+    }
+
+    private static int lpFlags(MemorySegment ring, long off) {
+        return Short.toUnsignedInt((short) U16.get(ring, off + DESC_FLAGS));
+    }
+
+    private static long lpAddr(MemorySegment ring, long off) {
+        return (long) U64.get(ring, off + DESC_ADDR);
+    }
+
+    private static int lpLen(MemorySegment ring, long off) {
+        return (int) U32.get(ring, off + DESC_LEN);
+    }
+
+    private static int lpId(MemorySegment ring, long off) {
+        return Short.toUnsignedInt((short) U16.get(ring, off + DESC_ID));
+    }
+
+    private static void spId(MemorySegment ring, long off, int id) {
+        U16.set(ring, off + DESC_ID, (short) id);
+    }
+
+    private static void spLen(MemorySegment ring, long off, int len) {
+        U32.set(ring, off + DESC_LEN, len);
+    }
+
+    private static void spFlags(MemorySegment ring, long off, int flags) {
+        U16.set(ring, off + DESC_FLAGS, (short) flags);
+    }
+
+    /** Release: ids, lengths and flags written before are visible to a driver that sees these flags. */
+    private static void soFlags(MemorySegment ring, long off, int flags) {
+        U16.setRelease(ring, off + DESC_FLAGS, (short) flags);
+    }
+
+    /** Acquire, one aligned 32-bit load: off_wrap and flags as a consistent pair. */
+    private static int lvEvent(MemorySegment event) {
+        return (int) U32.getAcquire(event, (long) PackedLayout.EVENT_OFF_WRAP);
+    }
+
+    /** Release, one aligned 32-bit store: the driver never sees new flags with a stale off_wrap. */
+    private static void soEvent(MemorySegment event, int word) {
+        U32.setRelease(event, (long) PackedLayout.EVENT_OFF_WRAP, word);
+    }
+
+    // ---- DeviceQueue ----
+
+    @Override
+    public int size() {
+        return size;
+    }
+
+    @Override
+    public DescriptorChain poll() {
+        if (health.isBroken()) {
+            return null;
+        }
+        MemorySegment ring = this.ring;
+        int head = availSlot;
+        int flags = lvFlags(ring, PackedLayout.descriptorOffset(head));
+        if (!PackedLayout.isAvailable(flags, availWrap)) {
+            return null;
+        }
+        // Read the list's ring descriptors once each; the id sits in the last one.
+        int slot = head;
+        int n = 0;
+        int id;
+        while (true) {
+            long off = PackedLayout.descriptorOffset(slot);
+            if (n > 0) {
+                flags = lpFlags(ring, off);
+            }
+            listAddr[n] = lpAddr(ring, off);
+            listLen[n] = lpLen(ring, off);
+            listFlags[n] = flags;
+            n++;
+            if ((flags & F_NEXT) == 0) {
+                id = lpId(ring, off);
+                break;
+            }
+            if ((flags & F_INDIRECT) != 0) {
+                return broken("slot " + slot + " has both INDIRECT and NEXT (flags 0x" + Integer.toHexString(flags)
+                        + "), queue size " + size);
+            }
+            if (n == size) {
+                return broken("list starting at slot " + head + " runs past " + size + " descriptors without ending"
+                        + " (queue size " + size + ")");
+            }
+            slot = slot + 1 == size ? 0 : slot + 1;
+        }
+        if (inFlightSlots + n > size) {
+            return broken("slot " + head + " was made available again while the device still owns it ("
+                    + inFlightSlots + " slots in flight, list of " + n + ", queue size " + size + ")");
+        }
+
+        DescriptorChain c = chain;
+        c.reset(id);
+        for (int i = 0; i < n; i++) {
+            c.countDescriptor();
+            int f = listFlags[i];
+            int at = head + i < size ? head + i : head + i - size;
+            if ((f & F_INDIRECT) != 0) {
+                if (!walkIndirect(c, at, listAddr[i], listLen[i])) {
+                    return null;
+                }
+            } else {
+                int result = c.append(memory, listAddr[i], listLen[i], (f & F_WRITE) != 0);
+                if (result != DescriptorChain.APPENDED) {
+                    return broken(refusal(result, "slot " + at, listAddr[i], listLen[i]));
+                }
+            }
+        }
+        c.token((n << 16) | id);
+
+        int next = head + n;
+        if (next >= size) {
+            next -= size;
+            availWrap ^= 1;
+        }
+        availSlot = next;
+        inFlightSlots += n;
+        return c;
+    }
+
+    /** Appends an indirect table's buffers; false (queue broken) if the table breaks a rule. */
+    private boolean walkIndirect(DescriptorChain c, int slot, long addr, int len) {
+        if (!indirectAllowed) {
+            broken("slot " + slot + " is INDIRECT but VIRTIO_F_INDIRECT_DESC was not negotiated");
+            return false;
+        }
+        long bytes = Integer.toUnsignedLong(len);
+        long limit = PackedLayout.descriptorRingSize(size);
+        if (bytes == 0 || (bytes % DESC_SIZE) != 0 || bytes > limit) {
+            broken("indirect table at slot " + slot + " has len " + bytes + ": must be a non-zero multiple of "
+                    + DESC_SIZE + " no larger than " + limit + " (queue size " + size + ")");
+            return false;
+        }
+        int r = memory.regionOf(addr);
+        long base = r < 0 ? -1 : addr - memory.guestPhysicalStart(r);
+        if (r < 0 || bytes > memory.regionSize(r) - base) {
+            broken("indirect table at slot " + slot + " (GPA 0x" + Long.toHexString(addr) + ", len " + bytes
+                    + ") is not inside one guest memory region (queue size " + size + ")");
+            return false;
+        }
+        MemorySegment table = memory.segment(r);
+        int entries = (int) (bytes / DESC_SIZE);
+        for (int e = 0; e < entries; e++) {
+            long off = base + PackedLayout.descriptorOffset(e);
+            long a = table.get(TABLE_U64, off + DESC_ADDR);
+            int l = table.get(TABLE_U32, off + DESC_LEN);
+            int f = Short.toUnsignedInt(table.get(TABLE_U16, off + DESC_FLAGS));
+            if ((f & F_INDIRECT) != 0) {
+                broken("indirect table at slot " + slot + " entry " + e + " is itself INDIRECT (flags 0x"
+                        + Integer.toHexString(f) + "): nested tables are forbidden (queue size " + size + ")");
+                return false;
+            }
+            // Inside a table only WRITE means anything; NEXT and id are ignored as the spec says.
+            int result = c.append(memory, a, l, (f & F_WRITE) != 0);
+            if (result != DescriptorChain.APPENDED) {
+                broken(refusal(result, "indirect table at slot " + slot + " entry " + e, a, l));
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private String refusal(int result, String where, long addr, int len) {
+        String buffer = where + " (GPA 0x" + Long.toHexString(addr) + ", len " + Integer.toUnsignedString(len) + ")";
+        return switch (result) {
+            case DescriptorChain.OUTSIDE_MEMORY -> memory.regionOf(addr) < 0
+                    ? buffer + " is outside guest memory (queue size " + size + ")"
+                    : buffer + " runs into a hole in guest memory (queue size " + size + ")";
+            case DescriptorChain.READABLE_AFTER_WRITABLE -> buffer + " is device-readable after a device-writable buffer"
+                    + " (queue size " + size + ")";
+            case DescriptorChain.TOO_LONG -> buffer + " takes the chain past 2^32 bytes (queue size " + size + ")";
+            case DescriptorChain.TOO_MANY_BUFFERS -> buffer + " takes the chain past " + DescriptorChain.MAX_BUFFERS
+                    + " buffers (queue size " + size + ")";
+            default -> buffer + " was refused with code " + result + " (queue size " + size + ")";
+        };
+    }
+
+    private DescriptorChain broken(String reason) {
+        health.markBroken(reason);
+        return null;
+    }
+
+    @Override
+    public void addUsed(DescriptorChain chain, int bytesWritten) {
+        if (Long.compareUnsigned(Integer.toUnsignedLong(bytesWritten), chain.writableBytes()) > 0) {
+            throw new IllegalArgumentException("bytesWritten " + Integer.toUnsignedString(bytesWritten)
+                    + " exceeds the chain's " + chain.writableBytes() + " writable bytes");
+        }
+        stage(chain.token(), bytesWritten, chain.writableBytes());
+    }
+
+    /** {@inheritDoc} The chain's writable total is not known here, so with IN_ORDER the entry ends a merged run. */
+    @Override
+    public void addUsed(int token, int bytesWritten) {
+        stage(token, bytesWritten, -1);
+    }
+
+    private void stage(int token, int bytesWritten, long writable) {
+        if (health.isBroken()) {
+            return;
+        }
+        int slots = token >>> 16;
+        if (slots < 1 || slots > size) {
+            throw new IllegalArgumentException("token 0x" + Integer.toHexString(token) + " was not issued by a queue of size " + size);
+        }
+        if (staged == stagedId.length) {
+            throw new IllegalStateException("more used entries staged than the " + size
+                    + " the ring can hold; was a token completed twice?");
+        }
+        int i = staged++;
+        stagedId[i] = token & 0xFFFF;
+        stagedLen[i] = bytesWritten;
+        stagedSlots[i] = slots;
+        stagedWritable[i] = writable;
+    }
+
+    @Override
+    public void publish() {
+        int count = staged;
+        if (count == 0) {
+            return;
+        }
+        staged = 0;
+        if (health.isBroken()) {
+            return;
+        }
+        MemorySegment ring = this.ring;
+        int slot = usedSlot;
+        int wrap = usedWrap;
+        long firstOff = PackedLayout.descriptorOffset(slot);
+        int firstFlags = -1;
+        int total = 0;
+        int i = 0;
+        while (i < count) {
+            int slots = stagedSlots[i];
+            if (inOrder) {
+                // IN_ORDER: an entry the device filled completely may be folded into the next one.
+                while (i + 1 < count && stagedWritable[i] >= 0 && Integer.toUnsignedLong(stagedLen[i]) == stagedWritable[i]) {
+                    i++;
+                    slots += stagedSlots[i];
+                }
+            }
+            int id = stagedId[i];
+            int len = stagedLen[i];
+            i++;
+            long off = PackedLayout.descriptorOffset(slot);
+            spId(ring, off, id);
+            spLen(ring, off, len);
+            int flags = PackedLayout.usedFlags(wrap) | (len != 0 ? F_WRITE : 0);
+            if (firstFlags < 0) {
+                firstFlags = flags;
+            } else {
+                spFlags(ring, off, flags);
+            }
+            total += slots;
+            slot += slots;
+            if (slot >= size) {
+                slot -= size;
+                wrap ^= 1;
+            }
+        }
+        soFlags(ring, firstOff, firstFlags);
+        usedSlot = slot;
+        usedWrap = wrap;
+        inFlightSlots -= total;
+        publishedSinceCheck += total;
+    }
+
+    @Override
+    public boolean needsNotification() {
+        int since = publishedSinceCheck;
+        if (since == 0 || health.isBroken()) {
+            return false;
+        }
+        // Full fence (P5): the used flags stored by publish() must be globally visible before the
+        // driver's event structure is read. Otherwise the driver may read the old flags, enable
+        // notifications and sleep while this side reads its old DISABLE: the call is lost and the
+        // ring hangs.
+        VarHandle.fullFence();
+        int word = lvEvent(driverEvent);
+        int oldSlot = signalledSlot;
+        signalledSlot = usedSlot;
+        publishedSinceCheck = 0;
+        int flags = (word >>> PackedLayout.EVENT_FLAGS_SHIFT) & PackedLayout.EVENT_FLAGS_MASK;
+        if (flags == PackedLayout.RING_EVENT_FLAGS_DISABLE) {
+            return false;
+        }
+        if (flags != PackedLayout.RING_EVENT_FLAGS_DESC || !eventIdx || since >= size) {
+            return true; // ENABLE, reserved, DESC without EVENT_IDX, or a window too wide to judge
+        }
+        return PackedEventWindow.passedSince(word & 0xFFFF, oldSlot, usedSlot, usedWrap, size);
+    }
+
+    @Override
+    public boolean enableNotification() {
+        if (health.isBroken()) {
+            return false;
+        }
+        int word = eventIdx
+                ? PackedLayout.eventWord(PackedLayout.RING_EVENT_FLAGS_DESC, availSlot, availWrap)
+                : PackedLayout.eventWord(PackedLayout.RING_EVENT_FLAGS_ENABLE, 0, 0);
+        soEvent(deviceEvent, word);
+        deviceEventShadow = word;
+        // Full fence (P7 on this side): the enable must be visible before the re-check reads the
+        // ring, or a driver that just looked at the old DISABLE skips its kick and we sleep anyway.
+        VarHandle.fullFence();
+        return PackedLayout.isAvailable(lvFlags(ring, PackedLayout.descriptorOffset(availSlot)), availWrap);
+    }
+
+    @Override
+    public void disableNotification() {
+        if (health.isBroken()) {
+            return;
+        }
+        int word = PackedLayout.eventWord(PackedLayout.RING_EVENT_FLAGS_DISABLE, 0, 0);
+        if (deviceEventShadow != word) {
+            soEvent(deviceEvent, word);
+            deviceEventShadow = word;
+        }
+    }
+
+    @Override
+    public boolean hasAvailable() {
+        return !health.isBroken()
+                && PackedLayout.isAvailable(lvFlags(ring, PackedLayout.descriptorOffset(availSlot)), availWrap);
+    }
+
+    @Override
+    public int availPosition() {
+        return availSlot | (availWrap << PackedLayout.EVENT_WRAP_BIT);
+    }
+
+    /** Where the next used descriptor goes: slot | wrap << 15. */
+    public int usedPosition() {
+        return usedSlot | (usedWrap << PackedLayout.EVENT_WRAP_BIT);
+    }
+
+    @Override
+    public boolean isBroken() {
+        return health.isBroken();
+    }
+
+    @Override
+    public String brokenReason() {
+        return health.reason();
+    }
+
+    @Override
+    public void markBroken(String reason) {
+        health.markBroken(reason);
+    }
+
+    /**
+     * {@inheritDoc} A queue that is already broken (for instance by ring addresses refused at
+     * construction, before any notifier could be set) signals the new notifier at once, so the error
+     * is not lost.
+     */
+    @Override
+    public void errorNotifier(Notifier notifier) {
+        health.errorNotifier(notifier);
+        if (health.isBroken() && notifier != null) {
+            notifier.signal();
+        }
+    }
+
+    @Override
+    public long features() {
+        return features;
+    }
+
+    @Override
+    public String toString() {
+        return "PackedDeviceQueue[" + health.queueName() + ", size=" + size + ", avail=" + availSlot + "/" + availWrap
+                + ", used=" + usedSlot + "/" + usedWrap + (health.isBroken() ? ", broken: " + health.reason() : "") + "]";
+    }
+}
