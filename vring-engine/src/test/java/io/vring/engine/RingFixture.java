@@ -58,11 +58,11 @@ public final class RingFixture implements AutoCloseable {
     }
 
     private static DriverQueue newPackedDriver(GuestMemory memory, int size, RingAddresses a, long features, IndirectArea area) {
-        throw new UnsupportedOperationException("packed: PACKED_PENDING");
+        return new io.vring.engine.packed.PackedDriverQueue("driver", memory, size, a, features, area);
     }
 
     private static DeviceQueue newPackedDevice(GuestMemory memory, int size, RingAddresses a, long features) {
-        throw new UnsupportedOperationException("packed: PACKED_PENDING");
+        return new io.vring.engine.packed.PackedDeviceQueue("device", memory, size, a, features);
     }
 
     /** Offset in {@link #segment} of a GPA. */

@@ -199,7 +199,7 @@ class TwoThreadModelTest {
                 int readable = random.nextInt(1, 5);
                 int writable = random.nextInt(0, 4);
                 boolean useIndirect = indirect && random.nextInt(3) == 0;
-                int maxBuffers = useIndirect ? RingFixture.MAX_INDIRECT : Math.min(size, 8);
+                int maxBuffers = Math.min(size, useIndirect ? RingFixture.MAX_INDIRECT : 8); // a chain never exceeds the queue size
                 if (readable + writable > maxBuffers) {
                     readable = 1;
                     writable = Math.min(writable, maxBuffers - 1);
