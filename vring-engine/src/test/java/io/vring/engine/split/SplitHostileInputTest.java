@@ -228,6 +228,15 @@ class SplitHostileInputTest {
         assertPollBreaks(device, "descriptor 5", "readable after a writable");
     }
 
+    @Test
+    void readableAfterAnEmptyWritableBreaksTheQueue() {
+        SplitDeviceQueue device = hostileDevice(0);
+        ring.descriptor(0, BUF, 0, WRITE | NEXT, 5);
+        ring.descriptor(5, BUF + 0x100, 8, 0, 0);
+        offer(0);
+        assertPollBreaks(device, "descriptor 5", "readable after a writable");
+    }
+
     // ---- indirect tables ----
 
     @Test
