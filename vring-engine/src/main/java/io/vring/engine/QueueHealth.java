@@ -28,8 +28,16 @@ public final class QueueHealth {
         return reason;
     }
 
+    /**
+     * Where to signal when the queue breaks. A queue can break before anyone listens (a ring
+     * rejected at construction: misaligned, unbacked, bad size), so a notifier attached to a queue
+     * that is already broken is signalled at once: every notifier hears about the break exactly once.
+     */
     public void errorNotifier(Notifier notifier) {
         this.errorNotifier = notifier == null ? Notifier.NONE : notifier;
+        if (reason != null) {
+            signal();
+        }
     }
 
     /** Marks the queue broken; returns false if it already was. */
@@ -39,12 +47,16 @@ public final class QueueHealth {
         }
         reason = why;
         LOG.log(Level.WARNING, "{0} is broken and stops serving: {1}", queueName, why);
+        signal();
+        return true;
+    }
+
+    private void signal() {
         try {
             errorNotifier.signal();
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, queueName + ": error notifier failed", e);
         }
-        return true;
     }
 
     /** Clears the broken state (device reset). */

@@ -48,6 +48,8 @@ public final class DescriptorChain {
     private int readableCount;
     private long readableBytes;
     private long writableBytes;
+    /** A writable descriptor was appended, even an empty one: readable ones may no longer follow. */
+    private boolean sawWritable;
 
     /** Starts a new chain; the previous contents are dropped. Engine use. */
     public void reset(int head) {
@@ -58,6 +60,7 @@ public final class DescriptorChain {
         this.readableCount = 0;
         this.readableBytes = 0;
         this.writableBytes = 0;
+        this.sawWritable = false;
     }
 
     /**
@@ -67,11 +70,16 @@ public final class DescriptorChain {
      */
     public int append(GuestMemory memory, long gpa, int length, boolean writable) {
         long len = Integer.toUnsignedLong(length);
-        if (!writable && writableBytes > 0) {
+        // Order is a property of descriptors, not of bytes: an empty writable descriptor still
+        // ends the readable part (virtio 1.x 2.7.4.2), or a readable one could hide behind it.
+        if (!writable && sawWritable) {
             return READABLE_AFTER_WRITABLE;
         }
         if (readableBytes + writableBytes + len > MAX_TOTAL_BYTES) {
             return TOO_LONG;
+        }
+        if (writable) {
+            sawWritable = true;
         }
         if (len == 0) {
             return APPENDED; // an empty buffer moves no bytes; its address is never touched

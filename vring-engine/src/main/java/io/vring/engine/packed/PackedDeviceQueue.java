@@ -544,10 +544,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
      */
     @Override
     public void errorNotifier(Notifier notifier) {
-        health.errorNotifier(notifier);
-        if (health.isBroken() && notifier != null) {
-            notifier.signal();
-        }
+        health.errorNotifier(notifier); // signals at once if the queue broke before a notifier was set
     }
 
     @Override
