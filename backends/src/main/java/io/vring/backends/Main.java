@@ -1,5 +1,6 @@
 package io.vring.backends;
 
+import io.vring.backends.bench.BenchCommand;
 import io.vring.backends.demo.DemoCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -13,7 +14,7 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Main.PackageVersion.class,
         description = "A Java virtqueue engine and vhost-user stack.",
-        subcommands = {DemoCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec

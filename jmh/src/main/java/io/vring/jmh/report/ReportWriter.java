@@ -1,0 +1,406 @@
+package io.vring.jmh.report;
+
+import org.jfree.chart.ChartFactory;
+import org.jfree.chart.ChartUtils;
+import org.jfree.chart.JFreeChart;
+import org.jfree.chart.axis.LogAxis;
+import org.jfree.chart.plot.CategoryPlot;
+import org.jfree.chart.plot.PlotOrientation;
+import org.jfree.data.category.DefaultCategoryDataset;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeSet;
+
+/**
+ * Turns one run's {@code jmh.json} into {@code report.md} (every vring figure next to its peer's
+ * figure from the same run, and their ratio; machine and JDK; B/op when {@code -prof gc} ran) and
+ * two PNG plots drawn with JFreeChart ({@code throughput.png}, {@code latency.png}).
+ *
+ * <p>Usage: {@code ReportWriter <results-dir>}; reads {@code jmh.json} and, if present,
+ * {@code command.txt} (the command line of the run) from that folder. Run headless
+ * ({@code -Djava.awt.headless=true}).
+ */
+public final class ReportWriter {
+    /** Goals from the benchmark issue. */
+    static final double GOAL_VS_JCTOOLS = 0.5, GOAL_VS_AGRONA = 3.0, GOAL_RTT_P50 = 1.5;
+
+    /** One JMH result: benchmark as {@code Class.method}, its params, primary and secondary metrics. */
+    record Result(String benchmark, Map<String, String> params, String mode, double score, double error,
+                  String unit, Map<String, Double> percentiles, Map<String, double[]> secondary) {
+        String param(String name) {
+            return params.getOrDefault(name, "");
+        }
+
+        /** Score of secondary metric {@code name}, or NaN. */
+        double secondaryScore(String name) {
+            double[] m = secondary.get(name);
+            return m == null ? Double.NaN : m[0];
+        }
+
+        double secondaryError(String name) {
+            double[] m = secondary.get(name);
+            return m == null ? Double.NaN : m[1];
+        }
+
+        double percentile(String p) {
+            return percentiles.getOrDefault(p, Double.NaN);
+        }
+    }
+
+    public static void main(String[] args) throws IOException {
+        if (args.length != 1) {
+            System.err.println("usage: ReportWriter <results-dir>");
+            System.exit(2);
+        }
+        Path dir = Path.of(args[0]);
+        Path report = write(dir);
+        System.out.println("report: " + report.toAbsolutePath());
+    }
+
+    /** Reads {@code dir/jmh.json}, writes the report and plots into {@code dir}; returns the report's path. */
+    public static Path write(Path dir) throws IOException {
+        List<Result> results = read(Files.readString(dir.resolve("jmh.json")));
+        Path command = dir.resolve("command.txt");
+        String commandLine = Files.exists(command) ? Files.readString(command).strip() : null;
+        List<String> plots = new ArrayList<>();
+        if (plotThroughput(results, dir.resolve("throughput.png"))) {
+            plots.add("throughput.png");
+        }
+        if (plotLatency(results, dir.resolve("latency.png"))) {
+            plots.add("latency.png");
+        }
+        Path report = dir.resolve("report.md");
+        Files.writeString(report, markdown(results, commandLine, machine(), plots));
+        return report;
+    }
+
+    @SuppressWarnings("unchecked")
+    static List<Result> read(String json) {
+        List<Result> results = new ArrayList<>();
+        for (Object o : (List<Object>) Json.parse(json)) {
+            Map<String, Object> r = (Map<String, Object>) o;
+            String full = (String) r.get("benchmark");
+            String[] parts = full.split("\\.");
+            String name = parts.length >= 2 ? parts[parts.length - 2] + "." + parts[parts.length - 1] : full;
+            Map<String, String> params = new LinkedHashMap<>();
+            Object p = r.get("params");
+            if (p instanceof Map<?, ?> m) {
+                m.forEach((k, v) -> params.put((String) k, String.valueOf(v)));
+            }
+            Map<String, Object> primary = (Map<String, Object>) r.get("primaryMetric");
+            Map<String, Double> percentiles = new LinkedHashMap<>();
+            if (primary.get("scorePercentiles") instanceof Map<?, ?> pm) {
+                pm.forEach((k, v) -> percentiles.put((String) k, Json.number(v)));
+            }
+            Map<String, double[]> secondary = new LinkedHashMap<>();
+            if (r.get("secondaryMetrics") instanceof Map<?, ?> sm) {
+                sm.forEach((k, v) -> {
+                    Map<String, Object> metric = (Map<String, Object>) v;
+                    secondary.put((String) k, new double[] {Json.number(metric.get("score")),
+                            Json.number(metric.get("scoreError"))});
+                });
+            }
+            results.add(new Result(name, params, (String) r.get("mode"), Json.number(primary.get("score")),
+                    Json.number(primary.get("scoreError")), (String) primary.get("scoreUnit"), percentiles,
+                    secondary));
+            if (results.size() == 1) {
+                jdk = r.get("vmName") + " " + r.get("vmVersion") + " (JDK " + r.get("jdkVersion") + ")";
+                jvmArgs = String.valueOf(r.get("jvmArgs"));
+            }
+        }
+        return results;
+    }
+
+    private static String jdk = "unknown";
+    private static String jvmArgs = "";
+
+    static String markdown(List<Result> results, String commandLine, String machine, List<String> plots) {
+        StringBuilder md = new StringBuilder();
+        md.append("# vring benchmark report\n\n");
+        md.append("- Machine: ").append(machine).append('\n');
+        md.append("- JVM: ").append(jdk).append('\n');
+        md.append("- JVM args of the forks: `").append(jvmArgs).append("`\n");
+        if (commandLine != null) {
+            md.append("- Command: `").append(commandLine).append("`\n");
+        }
+        md.append("- Pinning: driver/producer/ping thread on CPU 0, device/consumer/echo thread on CPU 1 "
+                + "(sched_setaffinity per thread, see `# vring:` lines in jmh.log)\n");
+        boolean gc = results.stream().anyMatch(r -> r.secondary.containsKey("gc.alloc.rate.norm"));
+        md.append("- Allocation profiler: ").append(gc ? "`-prof gc` on (B/op column)" : "off (no B/op)").append("\n\n");
+        md.append("Each element is a 64-byte payload the producer writes into the shared buffer and the "
+                + "consumer copies out (docs/PERFORMANCE.md, \"The transfer\"). Errors are JMH's 99.9% "
+                + "confidence half-widths; on a noisy 2-CPU machine treat single-run ratios as ballpark.\n\n");
+
+        throughputTable(results, md, gc);
+        latencyTable(results, md, gc);
+        notificationTable(results, md);
+        goals(results, md, gc);
+        for (String plot : plots) {
+            md.append("![").append(plot).append("](").append(plot).append(")\n\n");
+        }
+        return md.toString();
+    }
+
+    private static void throughputTable(List<Result> results, StringBuilder md, boolean gc) {
+        List<Result> rings = find(results, "RingThroughput.ring");
+        if (rings.isEmpty()) {
+            return;
+        }
+        md.append("## Throughput (elements/s, busy-poll, queue size 256)\n\n");
+        md.append("| ring | batch | features | vring Melem/s | JCTools SpscArrayQueue Melem/s | × JCTools "
+                + "| Agrona OneToOneRingBuffer Melem/s | × Agrona |").append(gc ? " vring B/op |" : "").append('\n');
+        md.append("|---|---:|---|---:|---:|---:|---:|---:|").append(gc ? "---:|" : "").append('\n');
+        for (Result r : rings) {
+            double v = r.secondaryScore("transfers");
+            Optional<Result> jc = peer(results, "RingThroughput.jctools", r.param("batch"));
+            Optional<Result> ag = peer(results, "RingThroughput.agrona", r.param("batch"));
+            md.append("| ").append(r.param("ring")).append(" | ").append(r.param("batch")).append(" | ")
+                    .append(r.param("features")).append(" | ").append(mega(v, r.secondaryError("transfers")))
+                    .append(" | ").append(jc.map(p -> mega(p.secondaryScore("transfers"), p.secondaryError("transfers"))).orElse("–"))
+                    .append(" | ").append(jc.map(p -> ratio(v, p.secondaryScore("transfers"))).orElse("–"))
+                    .append(" | ").append(ag.map(p -> mega(p.secondaryScore("transfers"), p.secondaryError("transfers"))).orElse("–"))
+                    .append(" | ").append(ag.map(p -> ratio(v, p.secondaryScore("transfers"))).orElse("–")).append(" |");
+            if (gc) {
+                md.append(' ').append(bytes(r.secondaryScore("gc.alloc.rate.norm"))).append(" |");
+            }
+            md.append('\n');
+        }
+        if (gc) {
+            md.append("\nPeers' B/op: ");
+            List<String> peers = new ArrayList<>();
+            for (Result p : results) {
+                if (p.benchmark.equals("RingThroughput.jctools") || p.benchmark.equals("RingThroughput.agrona")) {
+                    peers.add(p.benchmark.substring(p.benchmark.indexOf('.') + 1) + " batch " + p.param("batch")
+                            + " " + bytes(p.secondaryScore("gc.alloc.rate.norm")));
+                }
+            }
+            md.append(String.join(", ", peers)).append(". B/op is per group operation (one invocation of "
+                    + "each side).\n");
+        }
+        md.append('\n');
+    }
+
+    private static void latencyTable(List<Result> results, StringBuilder md, boolean gc) {
+        List<Result> rings = find(results, "RingLatency.ring");
+        if (rings.isEmpty()) {
+            return;
+        }
+        md.append("## Round trip (64-byte request + 64-byte reply, ns)\n\n");
+        md.append("| ring | wake | vring p50 | p99 | p99.9 | peer | peer p50 | p99 | p99.9 | p50 ratio |")
+                .append(gc ? " vring B/op |" : "").append('\n');
+        md.append("|---|---|---:|---:|---:|---|---:|---:|---:|---:|").append(gc ? "---:|" : "").append('\n');
+        for (Result r : rings) {
+            boolean busy = r.param("wake").equals("busy");
+            String peerName = busy ? "JCTools ping-pong" : "bare eventfd ping-pong";
+            Optional<Result> peer = find(results, busy ? "RingLatency.jctools" : "NotificationCost.eventfd").stream().findFirst();
+            md.append("| ").append(r.param("ring")).append(" | ").append(r.param("wake")).append(" | ")
+                    .append(ns(r.percentile("50.0"))).append(" | ").append(ns(r.percentile("99.0"))).append(" | ")
+                    .append(ns(r.percentile("99.9"))).append(" | ").append(peerName).append(" | ")
+                    .append(peer.map(p -> ns(p.percentile("50.0"))).orElse("–")).append(" | ")
+                    .append(peer.map(p -> ns(p.percentile("99.0"))).orElse("–")).append(" | ")
+                    .append(peer.map(p -> ns(p.percentile("99.9"))).orElse("–")).append(" | ")
+                    .append(peer.map(p -> ratio(r.percentile("50.0"), p.percentile("50.0"))).orElse("–")).append(" |");
+            if (gc) {
+                md.append(' ').append(bytes(r.secondaryScore("gc.alloc.rate.norm"))).append(" |");
+            }
+            md.append('\n');
+        }
+        md.append('\n');
+    }
+
+    private static void notificationTable(List<Result> results, StringBuilder md) {
+        Optional<Result> efd = find(results, "NotificationCost.eventfd").stream().findFirst();
+        Optional<Result> busy = find(results, "NotificationCost.busy").stream().findFirst();
+        if (efd.isEmpty() && busy.isEmpty()) {
+            return;
+        }
+        md.append("## Notification cost (round trip = two hand-overs, ns)\n\n");
+        md.append("| hand-over | mean | p50 | p99 | p99.9 |\n|---|---:|---:|---:|---:|\n");
+        for (Result r : List.of(efd, busy).stream().flatMap(Optional::stream).toList()) {
+            md.append("| ").append(r.benchmark.substring(r.benchmark.indexOf('.') + 1)).append(" | ")
+                    .append(ns(r.score)).append(" ± ").append(ns(r.error)).append(" | ")
+                    .append(ns(r.percentile("50.0"))).append(" | ").append(ns(r.percentile("99.0"))).append(" | ")
+                    .append(ns(r.percentile("99.9"))).append(" |\n");
+        }
+        if (efd.isPresent() && busy.isPresent()) {
+            md.append("\neventfd / busy at p50: ").append(ratio(efd.get().percentile("50.0"), busy.get().percentile("50.0")))
+                    .append("\n");
+        }
+        md.append('\n');
+    }
+
+    private static void goals(List<Result> results, StringBuilder md, boolean gc) {
+        md.append("## Goals (ratios from this run)\n\n");
+        List<Result> rings = find(results, "RingThroughput.ring");
+        if (!rings.isEmpty()) {
+            goalRange(results, rings, "RingThroughput.jctools", "JCTools SpscArrayQueue", GOAL_VS_JCTOOLS, md);
+            goalRange(results, rings, "RingThroughput.agrona", "Agrona OneToOneRingBuffer", GOAL_VS_AGRONA, md);
+        }
+        Optional<Result> jc = find(results, "RingLatency.jctools").stream().findFirst();
+        for (Result r : find(results, "RingLatency.ring")) {
+            if (r.param("wake").equals("busy") && jc.isPresent()) {
+                double ratio = r.percentile("50.0") / jc.get().percentile("50.0");
+                md.append("- Busy-poll RTT p50 ≤ ").append(GOAL_RTT_P50).append("× JCTools ping-pong, ")
+                        .append(r.param("ring")).append(": ").append(String.format(Locale.ROOT, "%.2f×", ratio))
+                        .append(ratio <= GOAL_RTT_P50 ? " — met" : " — not met").append('\n');
+            }
+        }
+        if (gc) {
+            double max = 0;
+            for (Result r : results) {
+                if (r.benchmark.endsWith(".ring")) {
+                    max = Math.max(max, r.secondaryScore("gc.alloc.rate.norm"));
+                }
+            }
+            md.append("- 0 B/op on vring data-path benchmarks: largest ").append(bytes(max))
+                    .append(max < 0.5 ? " — met" : " — not met").append('\n');
+        } else {
+            md.append("- 0 B/op: not measured in this run (add `--prof-gc`)\n");
+        }
+        md.append('\n');
+    }
+
+    private static void goalRange(List<Result> results, List<Result> rings, String peerName, String label,
+                                  double goal, StringBuilder md) {
+        double min = Double.POSITIVE_INFINITY, max = 0;
+        String best = "";
+        int met = 0, total = 0;
+        for (Result r : rings) {
+            Optional<Result> peer = peer(results, peerName, r.param("batch"));
+            if (peer.isEmpty()) {
+                continue;
+            }
+            double ratio = r.secondaryScore("transfers") / peer.get().secondaryScore("transfers");
+            total++;
+            if (ratio >= goal) {
+                met++;
+            }
+            min = Math.min(min, ratio);
+            if (ratio > max) {
+                max = ratio;
+                best = r.param("ring") + " batch " + r.param("batch") + " " + r.param("features");
+            }
+        }
+        if (total == 0) {
+            return;
+        }
+        md.append(String.format(Locale.ROOT, "- Elements/s ≥ %.1f× %s: %d of %d configurations met; ratios %.2f× … %.2f× (best: %s)%n",
+                goal, label, met, total, min, max, best));
+    }
+
+    private static boolean plotThroughput(List<Result> results, Path png) throws IOException {
+        List<Result> rings = find(results, "RingThroughput.ring");
+        if (rings.isEmpty()) {
+            return false;
+        }
+        DefaultCategoryDataset data = new DefaultCategoryDataset();
+        TreeSet<Integer> batches = new TreeSet<>();
+        for (Result r : rings) {
+            batches.add(Integer.parseInt(r.param("batch")));
+        }
+        for (Result r : rings) {
+            data.addValue(r.secondaryScore("transfers") / 1e6, r.param("ring").toLowerCase(Locale.ROOT) + " " + r.param("features"),
+                    "batch " + r.param("batch"));
+        }
+        for (String peer : List.of("jctools", "agrona")) {
+            for (Result p : find(results, "RingThroughput." + peer)) {
+                data.addValue(p.secondaryScore("transfers") / 1e6, peer.equals("jctools") ? "JCTools SpscArrayQueue"
+                        : "Agrona OneToOneRingBuffer", "batch " + p.param("batch"));
+            }
+        }
+        JFreeChart chart = ChartFactory.createBarChart("Elements/s by batch and ring kind (64-byte payload)",
+                "batch", "million elements/s", data, PlotOrientation.VERTICAL, true, false, false);
+        ChartUtils.saveChartAsPNG(png.toFile(), chart, 1100, 600);
+        return true;
+    }
+
+    private static boolean plotLatency(List<Result> results, Path png) throws IOException {
+        List<Result> series = new ArrayList<>(find(results, "RingLatency.ring"));
+        series.addAll(find(results, "RingLatency.jctools"));
+        series.addAll(find(results, "NotificationCost.eventfd"));
+        series.addAll(find(results, "NotificationCost.busy"));
+        if (series.isEmpty()) {
+            return false;
+        }
+        Map<String, String> points = new LinkedHashMap<>();
+        points.put("0.0", "min");
+        points.put("50.0", "p50");
+        points.put("90.0", "p90");
+        points.put("99.0", "p99");
+        points.put("99.9", "p99.9");
+        points.put("99.99", "p99.99");
+        DefaultCategoryDataset data = new DefaultCategoryDataset();
+        for (Result r : series) {
+            String name = r.benchmark.endsWith(".ring") ? "vring " + r.param("ring").toLowerCase(Locale.ROOT) + " " + r.param("wake")
+                    : r.benchmark.equals("RingLatency.jctools") ? "JCTools ping-pong" : "bare " + r.benchmark.substring(r.benchmark.indexOf('.') + 1);
+            points.forEach((key, label) -> {
+                double v = r.percentile(key);
+                if (v > 0) {
+                    data.addValue(v, name, label);
+                }
+            });
+        }
+        JFreeChart chart = ChartFactory.createLineChart("Round-trip time percentiles (64-byte request + reply)",
+                "percentile", "ns", data, PlotOrientation.VERTICAL, true, false, false);
+        CategoryPlot plot = chart.getCategoryPlot();
+        LogAxis axis = new LogAxis("ns (log scale)");
+        axis.setSmallestValue(10);
+        plot.setRangeAxis(axis);
+        ChartUtils.saveChartAsPNG(png.toFile(), chart, 1100, 600);
+        return true;
+    }
+
+    private static List<Result> find(List<Result> results, String benchmark) {
+        return results.stream().filter(r -> r.benchmark.equals(benchmark)).toList();
+    }
+
+    private static Optional<Result> peer(List<Result> results, String benchmark, String batch) {
+        return results.stream().filter(r -> r.benchmark.equals(benchmark) && r.param("batch").equals(batch)).findFirst();
+    }
+
+    static String machine() {
+        String model = "unknown CPU";
+        try {
+            model = Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("model name"))
+                    .findFirst().map(l -> l.substring(l.indexOf(':') + 1).strip()).orElse(model);
+        } catch (IOException | RuntimeException e) {
+            // not Linux, or no cpuinfo: keep "unknown CPU"
+        }
+        return Runtime.getRuntime().availableProcessors() + " CPUs (nproc), " + model + ", "
+                + System.getProperty("os.name") + " " + System.getProperty("os.version") + " " + System.getProperty("os.arch");
+    }
+
+    private static String mega(double v, double err) {
+        if (Double.isNaN(v)) {
+            return "–";
+        }
+        return Double.isNaN(err) ? String.format(Locale.ROOT, "%.2f", v / 1e6)
+                : String.format(Locale.ROOT, "%.2f ± %.2f", v / 1e6, err / 1e6);
+    }
+
+    private static String ratio(double a, double b) {
+        return Double.isNaN(a) || Double.isNaN(b) || b == 0 ? "–" : String.format(Locale.ROOT, "%.2f×", a / b);
+    }
+
+    private static String ns(double v) {
+        if (Double.isNaN(v)) {
+            return "–";
+        }
+        return v >= 100_000 ? String.format(Locale.ROOT, "%.0f µs", v / 1000) : String.format(Locale.ROOT, "%.0f", v);
+    }
+
+    private static String bytes(double v) {
+        return Double.isNaN(v) ? "–" : String.format(Locale.ROOT, "%.1f", v);
+    }
+
+    private ReportWriter() {
+    }
+}
