@@ -46,6 +46,13 @@ class WorkerAllocationTest {
     private static final int SIZE = 256;
     private static final int PAYLOAD = 64;
     private static final long WARM_UP = 300_000;
+    /**
+     * Idle cycles the warm-up needs besides its chains: a sleeping worker calls poll/read/write on its
+     * eventfds far less often than it serves chains, and until C2 has compiled that path each FFM
+     * downcall with captureCallState allocates a 40-byte capture slice (SharedUtils.checkCaptureSegment,
+     * scalar-replaced once compiled). The window must measure a warm worker, not a half-warm one.
+     */
+    private static final long WARM_UP_IDLE_CYCLES = 50_000;
     private static final long MEASURED = 200_000;
     private static final long DEADLINE_SECONDS = 60;
 
@@ -61,23 +68,63 @@ class WorkerAllocationTest {
         return all.stream();
     }
 
+    /** Counts the idle cycles (a duty cycle that did no work) of the strategy it wraps; on the worker's thread. */
+    private static final class CountingIdleStrategy implements IdleStrategy {
+        private final IdleStrategy delegate;
+        long idleCycles;
+
+        CountingIdleStrategy(IdleStrategy delegate) {
+            this.delegate = delegate;
+        }
+
+        @Override
+        public void idle(int workCount) {
+            if (workCount <= 0) {
+                idleCycles++;
+            }
+            delegate.idle(workCount);
+        }
+
+        @Override
+        public void idle() {
+            idleCycles++;
+            delegate.idle();
+        }
+
+        @Override
+        public void reset() {
+            delegate.reset();
+        }
+
+        @Override
+        public String alias() {
+            return delegate.alias();
+        }
+    }
+
     /** The device worker; its counters are its own, what the test reads is published through volatiles. */
     private static final class DeviceAgent implements Agent {
         private final DeviceQueue queue;
         private final Notifier call;
         private final MemorySegment scratch;
+        private final CountingIdleStrategy idle;
+        private final long warmUpIdleCycles;
         private final ChainReader reader = new ChainReader();
         private final ChainWriter writer = new ChainWriter();
         private long served;
         private long startBytes = -1;
         private long startServed;
+        private long startIdleCycles;
         volatile long measuredBytes = -1;
         volatile long measuredChains;
+        volatile long measuredIdleCycles;
 
-        DeviceAgent(DeviceQueue queue, Notifier call, MemorySegment scratch) {
+        DeviceAgent(DeviceQueue queue, Notifier call, MemorySegment scratch, CountingIdleStrategy idle, long warmUpIdleCycles) {
             this.queue = queue;
             this.call = call;
             this.scratch = scratch;
+            this.idle = idle;
+            this.warmUpIdleCycles = warmUpIdleCycles;
         }
 
         @Override
@@ -105,12 +152,14 @@ class WorkerAllocationTest {
                     call.signal();
                 }
                 served += n;
-                if (startBytes < 0 && served >= WARM_UP) {
+                if (startBytes < 0 && served >= WARM_UP && idle.idleCycles >= warmUpIdleCycles) {
                     startServed = served;
+                    startIdleCycles = idle.idleCycles;
                     startBytes = THREADS.getCurrentThreadAllocatedBytes();
                 } else if (startBytes >= 0 && measuredBytes < 0 && served - startServed >= MEASURED) {
                     long end = THREADS.getCurrentThreadAllocatedBytes();
                     measuredChains = served - startServed;
+                    measuredIdleCycles = idle.idleCycles - startIdleCycles;
                     measuredBytes = end - startBytes;
                 }
             }
@@ -132,9 +181,10 @@ class WorkerAllocationTest {
              EventFd kick = EventFd.create();
              EventFd call = EventFd.create()) {
             boolean eventfd = idle == Idle.EVENTFD;
-            DeviceAgent agent = new DeviceAgent(ring.device, eventfd ? call : Notifier.NONE, ring.arena.allocate(PAYLOAD, 8));
             EventFdIdleStrategy sleeper = eventfd ? EventFdIdleStrategy.forDevice(ring.device, kick) : null;
-            IdleStrategy strategy = eventfd ? sleeper : new BusySpinIdleStrategy();
+            CountingIdleStrategy strategy = new CountingIdleStrategy(eventfd ? sleeper : new BusySpinIdleStrategy());
+            DeviceAgent agent = new DeviceAgent(ring.device, eventfd ? call : Notifier.NONE, ring.arena.allocate(PAYLOAD, 8),
+                    strategy, eventfd ? WARM_UP_IDLE_CYCLES : 0);
             AtomicReference<Throwable> error = new AtomicReference<>();
             AgentRunner runner = new AgentRunner(strategy, t -> error.compareAndSet(null, t), null, agent);
             AgentRunner.startOnThread(runner);
@@ -148,7 +198,7 @@ class WorkerAllocationTest {
             }
             assertNull(error.get(), () -> "the agent failed: " + error.get());
             System.out.println("WorkerAllocationTest " + kind + " " + idle + ": " + agent.measuredBytes + " bytes over "
-                    + agent.measuredChains + " chains");
+                    + agent.measuredChains + " chains, " + agent.measuredIdleCycles + " idle cycles");
             assertTrue(agent.measuredChains >= 100_000, "measured " + agent.measuredChains + " chains");
             assertEquals(0, agent.measuredBytes, "bytes the device worker's thread allocated over "
                     + agent.measuredChains + " chains");
