@@ -5,7 +5,6 @@ import io.vring.engine.chain.ChainWriter;
 import io.vring.engine.chain.DescriptorChain;
 import io.vring.engine.notify.EventFd;
 import io.vring.engine.notify.EventFdIdleStrategy;
-import io.vring.engine.notify.Notifier;
 import org.agrona.concurrent.Agent;
 import org.agrona.concurrent.AgentRunner;
 import org.agrona.concurrent.BusySpinIdleStrategy;
@@ -48,6 +47,17 @@ class WorkerAllocationTest {
     private static final int SIZE = 256;
     private static final int PAYLOAD = 64;
     private static final long WARM_UP = 300_000;
+    /**
+     * Idle cycles the warm-up needs too. The driver may keep the ring so full that the worker never
+     * idles in its first chains; its first sleep would then fall in the window, and with it one-time
+     * work that is not the steady state: the thread's Libc scratch (a ThreadLocal, an automatic arena,
+     * three segments) and any method handle forms spun for a first call in this JVM.
+     */
+    private static final long WARM_UP_IDLE_CYCLES = 1_000;
+    /** Chains between two checkpoints of the agent. */
+    private static final long LAP = 10_000;
+    /** Checkpoints the agent has room for: the window must be found within MAX_LAPS * LAP chains. */
+    private static final int MAX_LAPS = 400;
     private static final long MEASURED = 200_000;
     private static final long DEADLINE_SECONDS = 60;
 
@@ -63,61 +73,38 @@ class WorkerAllocationTest {
         return all.stream();
     }
 
-    /** Counts the idle cycles (a duty cycle that did no work) of the strategy it wraps; on the worker's thread. */
-    private static final class CountingIdleStrategy implements IdleStrategy {
-        private final IdleStrategy delegate;
-        long idleCycles;
-
-        CountingIdleStrategy(IdleStrategy delegate) {
-            this.delegate = delegate;
-        }
-
-        @Override
-        public void idle(int workCount) {
-            if (workCount <= 0) {
-                idleCycles++;
-            }
-            delegate.idle(workCount);
-        }
-
-        @Override
-        public void idle() {
-            idleCycles++;
-            delegate.idle();
-        }
-
-        @Override
-        public void reset() {
-            delegate.reset();
-        }
-
-        @Override
-        public String alias() {
-            return delegate.alias();
-        }
-    }
-
-    /** The device worker; its counters are its own, what the test reads is published through volatiles. */
+    /**
+     * The device worker. Every {@link #LAP} chains it records its thread's allocated bytes, chains
+     * served and idle cycles (into arrays made up front); the test picks the window from those laps
+     * afterwards. The lap branch is taken from the first lap on, so C2 compiles it as a branch: a
+     * checkpoint taken for the first time inside the window would be an uncommon trap, and the
+     * deoptimised duty cycle would run interpreted, allocating, inside the window it measures. For the
+     * same reason the agent's call sites see one type in every case: the call notifier is an
+     * {@link EventFd} (typed as such) even for busy-spin, and idle cycles are counted here rather than
+     * by wrapping the strategy, whose type differs between cases. A call site compiled for the
+     * previous case's type takes class-check traps, each finishing its duty cycle in the interpreter.
+     */
     private static final class DeviceAgent implements Agent {
         private final DeviceQueue queue;
-        private final Notifier call;
+        private final EventFd call;
         private final MemorySegment scratch;
-        private final CountingIdleStrategy idle;
         private final ChainReader reader = new ChainReader();
         private final ChainWriter writer = new ChainWriter();
+        final long[] lapBytes = new long[MAX_LAPS];
+        final long[] lapServed = new long[MAX_LAPS];
+        final long[] lapIdleCycles = new long[MAX_LAPS];
         private long served;
-        private long startBytes = -1;
-        private long startServed;
-        private long startIdleCycles;
-        volatile long measuredBytes = -1;
-        volatile long measuredChains;
-        volatile long measuredIdleCycles;
+        private long nextLap = LAP;
+        private int lap;
+        /** Duty cycles that did no work: each is followed by one idle-strategy call with workCount 0. */
+        private long idleCycles;
+        /** Laps recorded; a volatile store after each lap's array stores, so the test reads whole laps. */
+        volatile int laps;
 
-        DeviceAgent(DeviceQueue queue, Notifier call, MemorySegment scratch, CountingIdleStrategy idle) {
+        DeviceAgent(DeviceQueue queue, EventFd call, MemorySegment scratch) {
             this.queue = queue;
             this.call = call;
             this.scratch = scratch;
-            this.idle = idle;
         }
 
         @Override
@@ -145,16 +132,15 @@ class WorkerAllocationTest {
                     call.signal();
                 }
                 served += n;
-                if (startBytes < 0 && served >= WARM_UP) {
-                    startServed = served;
-                    startIdleCycles = idle.idleCycles;
-                    startBytes = THREADS.getCurrentThreadAllocatedBytes();
-                } else if (startBytes >= 0 && measuredBytes < 0 && served - startServed >= MEASURED) {
-                    long end = THREADS.getCurrentThreadAllocatedBytes();
-                    measuredChains = served - startServed;
-                    measuredIdleCycles = idle.idleCycles - startIdleCycles;
-                    measuredBytes = end - startBytes;
+                if (served >= nextLap && lap < MAX_LAPS) {
+                    nextLap += LAP;
+                    lapBytes[lap] = THREADS.getCurrentThreadAllocatedBytes();
+                    lapServed[lap] = served;
+                    lapIdleCycles[lap] = idleCycles;
+                    laps = ++lap;
                 }
+            } else {
+                idleCycles++;
             }
             return n;
         }
@@ -175,9 +161,8 @@ class WorkerAllocationTest {
              EventFd call = EventFd.create()) {
             boolean eventfd = idle == Idle.EVENTFD;
             EventFdIdleStrategy sleeper = eventfd ? EventFdIdleStrategy.forDevice(ring.device, kick) : null;
-            CountingIdleStrategy strategy = new CountingIdleStrategy(eventfd ? sleeper : new BusySpinIdleStrategy());
-            DeviceAgent agent = new DeviceAgent(ring.device, eventfd ? call : Notifier.NONE, ring.arena.allocate(PAYLOAD, 8),
-                    strategy);
+            IdleStrategy strategy = eventfd ? sleeper : new BusySpinIdleStrategy();
+            DeviceAgent agent = new DeviceAgent(ring.device, call, ring.arena.allocate(PAYLOAD, 8));
             AtomicReference<Throwable> error = new AtomicReference<>();
             AgentRunner runner = new AgentRunner(strategy, t -> error.compareAndSet(null, t), null, agent);
             AgentRunner.startOnThread(runner);
@@ -190,13 +175,38 @@ class WorkerAllocationTest {
                 runner.close();
             }
             assertNull(error.get(), () -> "the agent failed: " + error.get());
-            System.out.println("WorkerAllocationTest " + kind + " " + idle + ": " + agent.measuredBytes + " bytes over "
-                    + agent.measuredChains + " chains, " + agent.measuredIdleCycles + " idle cycles");
-            assertTrue(agent.measuredChains >= 100_000, "measured " + agent.measuredChains + " chains");
-            assertTrue(agent.measuredIdleCycles > 0, "the idle strategy ran inside the window");
-            assertEquals(0, agent.measuredBytes, "bytes the device worker's thread allocated over "
-                    + agent.measuredChains + " chains");
+            int[] window = window(agent);
+            assertTrue(window != null, "no window of " + MEASURED + " chains after the warm-up in " + agent.laps + " laps");
+            int from = window[0];
+            int to = window[1];
+            long bytes = agent.lapBytes[to] - agent.lapBytes[from];
+            long chains = agent.lapServed[to] - agent.lapServed[from];
+            long idleCycles = agent.lapIdleCycles[to] - agent.lapIdleCycles[from];
+            System.out.println("WorkerAllocationTest " + kind + " " + idle + ": " + bytes + " bytes over " + chains
+                    + " chains, " + idleCycles + " idle cycles (warm-up: " + agent.lapServed[from] + " chains, "
+                    + agent.lapIdleCycles[from] + " idle cycles)");
+            assertTrue(idleCycles > 0, "the idle strategy ran inside the window");
+            assertEquals(0, bytes, "bytes the device worker's thread allocated over " + chains + " chains");
         }
+    }
+
+    /**
+     * The first lap at which the warm-up is done (chains and idle cycles) and the first lap at least
+     * {@link #MEASURED} chains after it, or null if the laps recorded so far hold no such window.
+     */
+    private static int[] window(DeviceAgent agent) {
+        int laps = agent.laps;
+        for (int from = 0; from < laps; from++) {
+            if (agent.lapServed[from] >= WARM_UP && agent.lapIdleCycles[from] >= WARM_UP_IDLE_CYCLES) {
+                for (int to = from + 1; to < laps; to++) {
+                    if (agent.lapServed[to] - agent.lapServed[from] >= MEASURED) {
+                        return new int[] {from, to};
+                    }
+                }
+                return null;
+            }
+        }
+        return null;
     }
 
     /** The driver, on the test thread (not measured): keeps the ring full and collects replies. */
@@ -211,7 +221,7 @@ class WorkerAllocationTest {
         int[] slotOfId = new int[SIZE];
         long submitted = 0;
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(DEADLINE_SECONDS);
-        while (agent.measuredBytes < 0) {
+        while (window(agent) == null) {
             int added = 0;
             while (free > 0 && added < 32) {
                 int slot = freeSlots[free - 1];
