@@ -26,6 +26,14 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
  * that clobbers it. The capture segment (and the other small scratch buffers below) belong to the
  * calling thread and are allocated once per thread, so a steady-state call allocates nothing.
  *
+ * <p><b>The eventfd data path.</b> A capturing downcall makes a slice of the capture segment on every
+ * call ({@code SharedUtils.checkCaptureSegment}); C2 scalar-replaces it, but interpreted or C1 code
+ * (a worker's rarely taken sleep path, or any path after a deoptimisation) allocates 40 bytes per
+ * call. So {@link #eventfdWrite}, {@link #eventfdRead} and the single-fd {@link #poll} first call a
+ * handle without errno capture, and only when that returns -1 repeat the call with capture to learn
+ * why. Repeating is sound for these three: a failed write or read changed nothing, and poll is
+ * idempotent (its timeout is recomputed from the deadline). A wake-up path never allocates at any tier.
+ *
  * <p><b>Errors.</b> A failed call throws {@link NativeCallException} naming the call, its arguments and
  * errno, except where a caller must handle the condition on its data path: {@code EAGAIN} on a
  * non-blocking read or write is a return value, and {@code EINTR} is retried here (for {@code close}
@@ -125,6 +133,10 @@ public final class Libc {
     private static final MethodHandle WRITE = downcall("write", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
     /** int poll(struct pollfd *fds, nfds_t nfds, int timeout); nfds_t is unsigned long. */
     private static final MethodHandle POLL = downcall("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    /* Without errno capture: the first try on the eventfd data path (see the class comment). */
+    private static final MethodHandle READ_UNCAPTURED = uncapturedDowncall("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle WRITE_UNCAPTURED = uncapturedDowncall("write", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle POLL_UNCAPTURED = uncapturedDowncall("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle CLOSE = downcall("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final MethodHandle GETPID = downcall("getpid", FunctionDescriptor.of(JAVA_INT));
     /** open and fcntl are variadic: the third argument must be passed the variadic way (it sets %al on x86_64). */
@@ -275,7 +287,10 @@ public final class Libc {
         ThreadScratch s = SCRATCH.get();
         s.counter.set(JAVA_LONG, 0L, value);
         try {
-            for (;;) {
+            if ((long) WRITE_UNCAPTURED.invokeExact(fd, s.counter, 8L) == 8) {
+                return true;
+            }
+            for (;;) { // it failed and changed nothing: again, with errno captured
                 long n = (long) WRITE.invokeExact(s.capture, fd, s.counter, 8L);
                 if (n == 8) {
                     return true;
@@ -305,7 +320,10 @@ public final class Libc {
     public static long eventfdRead(int fd) {
         ThreadScratch s = SCRATCH.get();
         try {
-            for (;;) {
+            if ((long) READ_UNCAPTURED.invokeExact(fd, s.counter, 8L) == 8) {
+                return s.counter.get(JAVA_LONG, 0L);
+            }
+            for (;;) { // it failed and read nothing: again, with errno captured
                 long n = (long) READ.invokeExact(s.capture, fd, s.counter, 8L);
                 if (n == 8) {
                     return s.counter.get(JAVA_LONG, 0L);
@@ -444,14 +462,11 @@ public final class Libc {
         long deadline = timeoutMillis > 0 ? System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMillis) : 0;
         int wait = timeoutMillis;
         try {
-            for (;;) {
-                int ready = (int) POLL.invokeExact(s.capture, pfds, count, wait);
-                if (ready >= 0) {
-                    return ready;
-                }
-                if (s.errno() != EINTR) {
-                    return -1; // the caller names the arguments: building the message here would allocate per call
-                }
+            int ready = (int) POLL_UNCAPTURED.invokeExact(pfds, count, wait);
+            if (ready >= 0) {
+                return ready;
+            }
+            for (;;) { // interrupted or failed: again with errno captured, on the time left
                 if (timeoutMillis > 0) {
                     long leftNanos = deadline - System.nanoTime();
                     if (leftNanos <= 0) {
@@ -459,6 +474,13 @@ public final class Libc {
                     }
                     // Round up: a 0 here would turn the rest of the wait into a busy check.
                     wait = (int) Math.max(1, TimeUnit.NANOSECONDS.toMillis(leftNanos + 999_999));
+                }
+                ready = (int) POLL.invokeExact(s.capture, pfds, count, wait);
+                if (ready >= 0) {
+                    return ready;
+                }
+                if (s.errno() != EINTR) {
+                    return -1; // the caller names the arguments: building the message here would allocate per call
                 }
             }
         } catch (Throwable t) {
@@ -534,6 +556,14 @@ public final class Libc {
         options[0] = Linker.Option.captureCallState("errno");
         System.arraycopy(extra, 0, options, 1, extra.length);
         return LINKER.downcallHandle(symbol, descriptor, options);
+    }
+
+    /** A downcall without errno capture: only for a first try that is repeated with capture when it fails. */
+    @SuppressWarnings("restricted")
+    private static MethodHandle uncapturedDowncall(String name, FunctionDescriptor descriptor) {
+        MemorySegment symbol = LIBC.find(name)
+                .orElseThrow(() -> new UnsatisfiedLinkError("the C library has no " + name + " (vring needs Linux glibc or musl)"));
+        return LINKER.downcallHandle(symbol, descriptor);
     }
 
     private static NativeCallException failure(ThreadScratch s, String call, String arguments) {

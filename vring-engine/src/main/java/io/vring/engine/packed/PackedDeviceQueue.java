@@ -10,6 +10,7 @@ import static io.vring.engine.packed.PackedLayout.F_NEXT;
 import static io.vring.engine.packed.PackedLayout.F_WRITE;
 
 import io.vring.engine.DeviceQueue;
+import io.vring.engine.Fences;
 import io.vring.engine.QueueHealth;
 import io.vring.engine.RingAddresses;
 import io.vring.engine.VirtioFeatures;
@@ -463,7 +464,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
         // driver's event structure is read. Otherwise the driver may read the old flags, enable
         // notifications and sleep while this side reads its old DISABLE: the call is lost and the
         // ring hangs.
-        VarHandle.fullFence();
+        Fences.storeLoad();
         int word = lvEvent(driverEvent);
         int oldSlot = signalledSlot;
         signalledSlot = usedSlot;
@@ -490,7 +491,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
         deviceEventShadow = word;
         // Full fence (P7 on this side): the enable must be visible before the re-check reads the
         // ring, or a driver that just looked at the old DISABLE skips its kick and we sleep anyway.
-        VarHandle.fullFence();
+        Fences.storeLoad();
         return PackedLayout.isAvailable(lvFlags(ring, PackedLayout.descriptorOffset(availSlot)), availWrap);
     }
 

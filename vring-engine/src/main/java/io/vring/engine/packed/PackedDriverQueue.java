@@ -12,6 +12,7 @@ import static io.vring.engine.packed.PackedLayout.F_WRITE;
 import io.vring.engine.DriverQueue;
 import io.vring.engine.IndirectArea;
 import io.vring.engine.QueueBrokenException;
+import io.vring.engine.Fences;
 import io.vring.engine.QueueHealth;
 import io.vring.engine.RingAddresses;
 import io.vring.engine.VirtioFeatures;
@@ -374,7 +375,7 @@ public final class PackedDriverQueue implements DriverQueue {
         // Full fence (P2): the head flags stored by submit() must be visible before the device's
         // event structure is read; otherwise the device may re-enable kicks, re-check an old ring,
         // and sleep while we read its old DISABLE and skip the kick.
-        VarHandle.fullFence();
+        Fences.storeLoad();
         int word = lvEvent(deviceEvent);
         kickSlots = 0;
         int flags = (word >>> PackedLayout.EVENT_FLAGS_SHIFT) & PackedLayout.EVENT_FLAGS_MASK;
@@ -463,7 +464,7 @@ public final class PackedDriverQueue implements DriverQueue {
         soEvent(driverEvent, word);
         // Full fence (P7): publish the enable before re-reading the used slot, or a device that read
         // the old DISABLE skips its call while we find nothing and sleep.
-        VarHandle.fullFence();
+        Fences.storeLoad();
         if (batchLastId >= 0) {
             return true;
         }
