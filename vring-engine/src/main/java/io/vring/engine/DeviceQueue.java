@@ -69,17 +69,31 @@ public interface DeviceQueue {
     /** The position the next {@code poll()} reads: split avail index, or packed slot | wrap << 15. */
     int availPosition();
 
+    /** The queue's broken state, shared by every queue kind. */
+    QueueHealth health();
+
     /** True once the driver broke the ring's rules; the queue then does nothing. */
-    boolean isBroken();
+    default boolean isBroken() {
+        return health().isBroken();
+    }
 
     /** Why the queue is broken, or null. */
-    String brokenReason();
+    default String brokenReason() {
+        return health().reason();
+    }
 
     /** Marks the queue broken (first reason wins) and signals the error notifier. */
-    void markBroken(String reason);
+    default void markBroken(String reason) {
+        health().markBroken(reason);
+    }
 
-    /** Where to signal when the queue breaks (vhost-user's error eventfd). Default: none. */
-    void errorNotifier(Notifier notifier);
+    /**
+     * Where to signal when the queue breaks (vhost-user's error eventfd). Default: none. Signals at
+     * once if the queue already broke (e.g. in its constructor, on misaligned ring addresses).
+     */
+    default void errorNotifier(Notifier notifier) {
+        health().errorNotifier(notifier);
+    }
 
     /** Negotiated virtio feature bits this queue honours (see {@link VirtioFeatures}). */
     long features();

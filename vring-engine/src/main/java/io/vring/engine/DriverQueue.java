@@ -68,12 +68,23 @@ public interface DriverQueue {
     /** Chains submitted and not yet collected. */
     int outstanding();
 
-    boolean isBroken();
+    /** The queue's broken state, shared by every queue kind. */
+    QueueHealth health();
 
-    String brokenReason();
+    /** True once the device broke the ring's rules; every data call then throws. */
+    default boolean isBroken() {
+        return health().isBroken();
+    }
+
+    /** Why the queue is broken, or null. */
+    default String brokenReason() {
+        return health().reason();
+    }
 
     /** Where to signal when the queue breaks. */
-    void errorNotifier(Notifier notifier);
+    default void errorNotifier(Notifier notifier) {
+        health().errorNotifier(notifier);
+    }
 
     long features();
 }

@@ -17,7 +17,6 @@ import io.vring.engine.VirtioFeatures;
 import io.vring.engine.chain.DescriptorChain;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.GuestMemoryException;
-import io.vring.engine.notify.Notifier;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -524,28 +523,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
     }
 
     @Override
-    public boolean isBroken() {
-        return health.isBroken();
-    }
-
-    @Override
-    public String brokenReason() {
-        return health.reason();
-    }
-
-    @Override
-    public void markBroken(String reason) {
-        health.markBroken(reason);
-    }
-
-    /**
-     * {@inheritDoc} A queue that is already broken (for instance by ring addresses refused at
-     * construction, before any notifier could be set) signals the new notifier at once, so the error
-     * is not lost.
-     */
-    @Override
-    public void errorNotifier(Notifier notifier) {
-        health.errorNotifier(notifier); // signals at once if the queue broke before a notifier was set
+    public QueueHealth health() {
+        return health;
     }
 
     @Override

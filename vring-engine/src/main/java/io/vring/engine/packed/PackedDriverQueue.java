@@ -18,7 +18,6 @@ import io.vring.engine.RingAddresses;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.GuestMemoryException;
-import io.vring.engine.notify.Notifier;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -483,18 +482,8 @@ public final class PackedDriverQueue implements DriverQueue {
     }
 
     @Override
-    public boolean isBroken() {
-        return health.isBroken();
-    }
-
-    @Override
-    public String brokenReason() {
-        return health.reason();
-    }
-
-    @Override
-    public void errorNotifier(Notifier notifier) {
-        health.errorNotifier(notifier);
+    public QueueHealth health() {
+        return health;
     }
 
     @Override

@@ -9,7 +9,6 @@ import io.vring.engine.VirtioFeatures;
 import io.vring.engine.chain.DescriptorChain;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.GuestMemoryException;
-import io.vring.engine.notify.Notifier;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -399,23 +398,8 @@ public final class SplitDeviceQueue implements DeviceQueue {
     }
 
     @Override
-    public boolean isBroken() {
-        return health.isBroken();
-    }
-
-    @Override
-    public String brokenReason() {
-        return health.reason();
-    }
-
-    @Override
-    public void markBroken(String reason) {
-        health.markBroken(reason);
-    }
-
-    @Override
-    public void errorNotifier(Notifier notifier) {
-        health.errorNotifier(notifier);
+    public QueueHealth health() {
+        return health;
     }
 
     @Override

@@ -9,7 +9,6 @@ import io.vring.engine.QueueHealth;
 import io.vring.engine.RingAddresses;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.memory.GuestMemory;
-import io.vring.engine.notify.Notifier;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -424,18 +423,8 @@ public final class SplitDriverQueue implements DriverQueue {
     }
 
     @Override
-    public boolean isBroken() {
-        return health.isBroken();
-    }
-
-    @Override
-    public String brokenReason() {
-        return health.reason();
-    }
-
-    @Override
-    public void errorNotifier(Notifier notifier) {
-        health.errorNotifier(notifier);
+    public QueueHealth health() {
+        return health;
     }
 
     @Override
