@@ -9,7 +9,6 @@ import io.vring.protocol.message.RequestType;
 import io.vring.protocol.message.U64Payload;
 import org.newsclub.net.unix.AFUNIXSocketAddress;
 import org.newsclub.net.unix.AFUNIXSocketChannel;
-import org.newsclub.net.unix.AFUNIXSocketPair;
 import org.newsclub.net.unix.BrokenPipeSocketException;
 import org.newsclub.net.unix.ConnectionResetSocketException;
 import org.newsclub.net.unix.FileDescriptorCast;
@@ -21,6 +20,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.ClosedChannelException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.concurrent.locks.ReentrantLock;
@@ -98,18 +98,36 @@ public final class Connection implements AutoCloseable {
         }
     }
 
-    /** Two connected ends of an anonymous socket pair (tests, and a front-end's back-end channel). */
+    /**
+     * Two connected ends of a private socket (tests, and a front-end's back-end channel). Made by
+     * listening on a socket in a fresh temporary directory, connecting, accepting, and removing both:
+     * junixsocket 2.11.1's {@code AFUNIXSocketPair.open()} leaks two fds per pair (it opens two
+     * sockets, then overwrites their fds with the socketpair's without closing them).
+     */
     public static ConnectionPair pair() {
-        AFUNIXSocketPair<AFUNIXSocketChannel> pair = null;
+        Path dir = null;
         try {
-            pair = AFUNIXSocketPair.open();
-            return new ConnectionPair(new Connection(pair.getSocket1()), new Connection(pair.getSocket2()));
-        } catch (IOException e) {
-            if (pair != null) {
-                closeQuietly(pair.getSocket1());
-                closeQuietly(pair.getSocket2());
+            dir = Files.createTempDirectory("vring-pair");
+            Path path = dir.resolve("s");
+            try (Listener listener = Listener.bind(path)) {
+                Connection first = connect(path);
+                try {
+                    return new ConnectionPair(first, listener.accept());
+                } catch (RuntimeException e) {
+                    first.close();
+                    throw e;
+                }
             }
-            throw new VhostUserException(VhostUserError.SocketError, "socketpair failed: " + e, e);
+        } catch (IOException e) {
+            throw new VhostUserException(VhostUserError.SocketError, "cannot make a socket pair: " + e, e);
+        } finally {
+            if (dir != null) {
+                try {
+                    Files.deleteIfExists(dir);
+                } catch (IOException ignored) {
+                    // A stray empty directory in the temp dir is harmless.
+                }
+            }
         }
     }
 
