@@ -38,22 +38,14 @@ public enum BackendRequest implements RequestType {
 
     static {
         for (BackendRequest r : values()) {
-            BY_CODE[r.code] = r;
+            BY_CODE[r.code()] = r;
         }
     }
 
-    private final int code;
-    private final SizeRule payload;
-    private final FdRule fds;
-    private final int requiredFeature;
-    private final Reply reply;
+    private final RequestShape shape;
 
     BackendRequest(int code, SizeRule payload, FdRule fds, int requiredFeature, Reply reply) {
-        this.code = code;
-        this.payload = payload;
-        this.fds = fds;
-        this.requiredFeature = requiredFeature;
-        this.reply = reply;
+        this.shape = new RequestShape(code, payload, fds, requiredFeature, reply);
     }
 
     /** The request with {@code code}, or empty for an unknown one (crosvm's 1000+ codes included). */
@@ -62,37 +54,7 @@ public enum BackendRequest implements RequestType {
     }
 
     @Override
-    public int code() {
-        return code;
-    }
-
-    @Override
-    public SizeRule payload() {
-        return payload;
-    }
-
-    @Override
-    public FdRule fds() {
-        return fds;
-    }
-
-    @Override
-    public int requiredFeature() {
-        return requiredFeature;
-    }
-
-    @Override
-    public boolean alwaysReplies() {
-        return reply.own();
-    }
-
-    @Override
-    public SizeRule replyPayload() {
-        return reply.payload();
-    }
-
-    @Override
-    public FdRule replyFds() {
-        return reply.fds();
+    public RequestShape shape() {
+        return shape;
     }
 }

@@ -108,22 +108,14 @@ public enum FrontendRequest implements RequestType {
 
     static {
         for (FrontendRequest r : values()) {
-            BY_CODE[r.code] = r;
+            BY_CODE[r.code()] = r;
         }
     }
 
-    private final int code;
-    private final SizeRule payload;
-    private final FdRule fds;
-    private final int requiredFeature;
-    private final Reply reply;
+    private final RequestShape shape;
 
     FrontendRequest(int code, SizeRule payload, FdRule fds, int requiredFeature, Reply reply) {
-        this.code = code;
-        this.payload = payload;
-        this.fds = fds;
-        this.requiredFeature = requiredFeature;
-        this.reply = reply;
+        this.shape = new RequestShape(code, payload, fds, requiredFeature, reply);
     }
 
     /** The request with {@code code}, or empty for 0 (NONE), crosvm's retired 1000+ codes and unknown ones. */
@@ -132,37 +124,7 @@ public enum FrontendRequest implements RequestType {
     }
 
     @Override
-    public int code() {
-        return code;
-    }
-
-    @Override
-    public SizeRule payload() {
-        return payload;
-    }
-
-    @Override
-    public FdRule fds() {
-        return fds;
-    }
-
-    @Override
-    public int requiredFeature() {
-        return requiredFeature;
-    }
-
-    @Override
-    public boolean alwaysReplies() {
-        return reply.own();
-    }
-
-    @Override
-    public SizeRule replyPayload() {
-        return reply.payload();
-    }
-
-    @Override
-    public FdRule replyFds() {
-        return reply.fds();
+    public RequestShape shape() {
+        return shape;
     }
 }

@@ -4,7 +4,7 @@ package io.vring.protocol.message;
  * The reply shape of a request: {@code own} when the request always gets a reply with this payload,
  * otherwise the u64 REPLY_ACK ack sent only on NEED_REPLY.
  */
-record Reply(boolean own, SizeRule payload, FdRule fds) {
+public record Reply(boolean own, SizeRule payload, FdRule fds) {
     private static final Reply ACK = new Reply(false, SizeRule.exactly(U64Payload.SIZE), FdRule.none());
     private static final Reply U64 = new Reply(true, SizeRule.exactly(U64Payload.SIZE), FdRule.none());
 

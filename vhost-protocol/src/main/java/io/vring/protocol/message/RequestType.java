@@ -12,32 +12,49 @@ public sealed interface RequestType permits FrontendRequest, BackendRequest {
     /** {@link #requiredFeature()} of a request every peer must support. */
     int NO_FEATURE = -1;
 
+    /** The request's wire shape. */
+    RequestShape shape();
+
     /** The u32 request code in the header. */
-    int code();
+    default int code() {
+        return shape().code();
+    }
 
     /** The spec's name without the {@code VHOST_USER_} prefix, e.g. {@code SET_VRING_KICK}. */
     String name();
 
     /** The sizes the request's payload may have. */
-    SizeRule payload();
+    default SizeRule payload() {
+        return shape().payload();
+    }
 
     /** How many fds may come with the request. */
-    FdRule fds();
+    default FdRule fds() {
+        return shape().fds();
+    }
 
     /** The protocol feature bit ({@link ProtocolFeatures}) that must be negotiated, or {@link #NO_FEATURE}. */
-    int requiredFeature();
+    default int requiredFeature() {
+        return shape().requiredFeature();
+    }
 
     /**
      * True if the request always gets a reply of its own (GET_*, GET_VRING_BASE, ...); false if it is
      * answered only by a REPLY_ACK ack when NEED_REPLY is set and REPLY_ACK negotiated.
      */
-    boolean alwaysReplies();
+    default boolean alwaysReplies() {
+        return shape().reply().own();
+    }
 
     /** The sizes the reply payload may have; {@link SizeRule#exactly} 8 (a u64 ack) when there is none of its own. */
-    SizeRule replyPayload();
+    default SizeRule replyPayload() {
+        return shape().reply().payload();
+    }
 
     /** How many fds may come with the reply. */
-    FdRule replyFds();
+    default FdRule replyFds() {
+        return shape().reply().fds();
+    }
 
     /** True if {@link #requiredFeature()} is a real bit. */
     default boolean needsFeature() {
