@@ -1,8 +1,8 @@
 package io.vring.engine.packed;
 
+import static io.vring.engine.packed.PackedRingAccess.*;
 import static io.vring.engine.packed.PackedLayout.DESC_ADDR;
 import static io.vring.engine.packed.PackedLayout.DESC_FLAGS;
-import static io.vring.engine.packed.PackedLayout.DESC_ID;
 import static io.vring.engine.packed.PackedLayout.DESC_LEN;
 import static io.vring.engine.packed.PackedLayout.DESC_SIZE;
 import static io.vring.engine.packed.PackedLayout.F_INDIRECT;
@@ -20,7 +20,6 @@ import io.vring.engine.memory.GuestMemoryException;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 
 /**
@@ -51,12 +50,6 @@ import java.nio.ByteOrder;
  * <p>Single-threaded: one worker owns the queue. The data path does not allocate.
  */
 public final class PackedDeviceQueue implements DeviceQueue {
-    private static final VarHandle U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN)
-            .varHandle().withInvokeExactBehavior();
-    private static final VarHandle U32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN)
-            .varHandle().withInvokeExactBehavior();
-    private static final VarHandle U64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN)
-            .varHandle().withInvokeExactBehavior();
     /* Indirect tables have no alignment rule in the spec, and are read only after the head flags'
      * acquire, so plain unaligned reads are both legal and sufficient there. */
     private static final ValueLayout.OfLong TABLE_U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -174,56 +167,6 @@ public final class PackedDeviceQueue implements DeviceQueue {
                     + align + "-byte aligned");
         }
         return s;
-    }
-
-    // ---- shared accessors: the name says the ordering ----
-
-    /** Acquire: the driver's writes to the list before it set these flags are visible after this. */
-    private static int lvFlags(MemorySegment ring, long off) {
-        return Short.toUnsignedInt((short) U16.getAcquire(ring, off + DESC_FLAGS));
-    }
-
-    private static int lpFlags(MemorySegment ring, long off) {
-        return Short.toUnsignedInt((short) U16.get(ring, off + DESC_FLAGS));
-    }
-
-    private static long lpAddr(MemorySegment ring, long off) {
-        return (long) U64.get(ring, off + DESC_ADDR);
-    }
-
-    private static int lpLen(MemorySegment ring, long off) {
-        return (int) U32.get(ring, off + DESC_LEN);
-    }
-
-    private static int lpId(MemorySegment ring, long off) {
-        return Short.toUnsignedInt((short) U16.get(ring, off + DESC_ID));
-    }
-
-    private static void spId(MemorySegment ring, long off, int id) {
-        U16.set(ring, off + DESC_ID, (short) id);
-    }
-
-    private static void spLen(MemorySegment ring, long off, int len) {
-        U32.set(ring, off + DESC_LEN, len);
-    }
-
-    private static void spFlags(MemorySegment ring, long off, int flags) {
-        U16.set(ring, off + DESC_FLAGS, (short) flags);
-    }
-
-    /** Release: ids, lengths and flags written before are visible to a driver that sees these flags. */
-    private static void soFlags(MemorySegment ring, long off, int flags) {
-        U16.setRelease(ring, off + DESC_FLAGS, (short) flags);
-    }
-
-    /** Acquire, one aligned 32-bit load: off_wrap and flags as a consistent pair. */
-    private static int lvEvent(MemorySegment event) {
-        return (int) U32.getAcquire(event, (long) PackedLayout.EVENT_OFF_WRAP);
-    }
-
-    /** Release, one aligned 32-bit store: the driver never sees new flags with a stale off_wrap. */
-    private static void soEvent(MemorySegment event, int word) {
-        U32.setRelease(event, (long) PackedLayout.EVENT_OFF_WRAP, word);
     }
 
     // ---- DeviceQueue ----

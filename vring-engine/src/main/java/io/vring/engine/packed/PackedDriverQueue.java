@@ -1,9 +1,6 @@
 package io.vring.engine.packed;
 
-import static io.vring.engine.packed.PackedLayout.DESC_ADDR;
-import static io.vring.engine.packed.PackedLayout.DESC_FLAGS;
-import static io.vring.engine.packed.PackedLayout.DESC_ID;
-import static io.vring.engine.packed.PackedLayout.DESC_LEN;
+import static io.vring.engine.packed.PackedRingAccess.*;
 import static io.vring.engine.packed.PackedLayout.DESC_SIZE;
 import static io.vring.engine.packed.PackedLayout.F_INDIRECT;
 import static io.vring.engine.packed.PackedLayout.F_NEXT;
@@ -20,9 +17,6 @@ import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.GuestMemoryException;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.lang.invoke.VarHandle;
-import java.nio.ByteOrder;
 
 /**
  * The driver side of a packed virtqueue.
@@ -46,12 +40,6 @@ import java.nio.ByteOrder;
  * {@code so} release, {@code sp} plain). Single-threaded; does not allocate after construction.
  */
 public final class PackedDriverQueue implements DriverQueue {
-    private static final VarHandle U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN)
-            .varHandle().withInvokeExactBehavior();
-    private static final VarHandle U32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN)
-            .varHandle().withInvokeExactBehavior();
-    private static final VarHandle U64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN)
-            .varHandle().withInvokeExactBehavior();
 
     private final int size;
     private final long features;
@@ -160,46 +148,6 @@ public final class PackedDriverQueue implements DriverQueue {
             throw new IllegalArgumentException(what + " is mapped at a host address that is not " + align + "-byte aligned");
         }
         return s;
-    }
-
-    // ---- shared accessors: the name says the ordering ----
-
-    /** Acquire: the device's id and len written before these flags are visible after this. */
-    private static int lvFlags(MemorySegment ring, long off) {
-        return Short.toUnsignedInt((short) U16.getAcquire(ring, off + DESC_FLAGS));
-    }
-
-    private static int lpId(MemorySegment ring, long off) {
-        return Short.toUnsignedInt((short) U16.get(ring, off + DESC_ID));
-    }
-
-    private static int lpLen(MemorySegment ring, long off) {
-        return (int) U32.get(ring, off + DESC_LEN);
-    }
-
-    private static void spDescriptor(MemorySegment table, long off, long addr, int len, int id) {
-        U64.set(table, off + DESC_ADDR, addr);
-        U32.set(table, off + DESC_LEN, len);
-        U16.set(table, off + DESC_ID, (short) id);
-    }
-
-    private static void spFlags(MemorySegment ring, long off, int flags) {
-        U16.set(ring, off + DESC_FLAGS, (short) flags);
-    }
-
-    /** Release: the whole list written before is visible to a device that sees these head flags. */
-    private static void soFlags(MemorySegment ring, long off, int flags) {
-        U16.setRelease(ring, off + DESC_FLAGS, (short) flags);
-    }
-
-    /** Acquire, one aligned 32-bit load: off_wrap and flags as a consistent pair. */
-    private static int lvEvent(MemorySegment event) {
-        return (int) U32.getAcquire(event, (long) PackedLayout.EVENT_OFF_WRAP);
-    }
-
-    /** Release, one aligned 32-bit store of off_wrap and flags together. */
-    private static void soEvent(MemorySegment event, int word) {
-        U32.setRelease(event, (long) PackedLayout.EVENT_OFF_WRAP, word);
     }
 
     // ---- DriverQueue ----
