@@ -11,11 +11,9 @@ import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.GuestMemoryException;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.lang.invoke.VarHandle;
-import java.nio.ByteOrder;
 
 import static io.vring.engine.split.SplitLayout.*;
+import static io.vring.engine.split.SplitRingAccess.*;
 
 /**
  * The device side of a split virtqueue.
@@ -29,10 +27,6 @@ import static io.vring.engine.split.SplitLayout.*;
  * fully used but the last, and advances the used index by the run's length (virtio 1.x §2.7.9).
  */
 public final class SplitDeviceQueue implements DeviceQueue {
-    private static final VarHandle U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
-    private static final ValueLayout.OfShort LE_U16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfInt LE_U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfLong LE_U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final QueueHealth health;
     private final GuestMemory memory;

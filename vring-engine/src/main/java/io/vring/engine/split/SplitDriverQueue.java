@@ -11,11 +11,10 @@ import io.vring.engine.VirtioFeatures;
 import io.vring.engine.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
-import java.nio.ByteOrder;
 
 import static io.vring.engine.split.SplitLayout.*;
+import static io.vring.engine.split.SplitRingAccess.*;
 
 /**
  * The driver side of a split virtqueue: offers chains, collects used ones.
@@ -27,10 +26,6 @@ import static io.vring.engine.split.SplitLayout.*;
  * runs dry.
  */
 public final class SplitDriverQueue implements DriverQueue {
-    private static final VarHandle U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
-    private static final ValueLayout.OfShort LE_U16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfInt LE_U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfLong LE_U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final QueueHealth health;
     private final GuestMemory memory;
