@@ -25,7 +25,8 @@ import static org.junit.jupiter.api.Assertions.fail;
  * copied. From every copy a new back-end recovers, with only the region and the ring's flags at one
  * slot, and must get back exactly the requests the driver is still waiting for: the inflight ones
  * once each in fetch order with the descriptors the driver wrote, then the rest fetched again from
- * the ring at the derived avail position; never one whose completion the driver can see.
+ * the ring at the derived avail position; never one whose completion the driver can see. Then it
+ * carries on, completing all of them, and the region ends empty at the driver's avail position.
  */
 class PackedInflightCrashTest {
     private static final long BASE_SEED = Long.getLong("vring.test.seed", System.nanoTime());
@@ -230,9 +231,11 @@ class PackedInflightCrashTest {
         // The new device fetches from the derived position until the ring shows nothing available.
         int slot = r.nextAvailSlot(), wrap = r.nextAvailWrap(), seen = 0;
         boolean chainStart = true;
+        List<Integer> rereadSlots = new ArrayList<>();
         while (PackedLayout.isAvailable(ring.flags()[slot], wrap)) {
             boolean last = (ring.flags()[slot] & PackedLayout.F_NEXT) == 0;
             int request = s.idToRequest()[ring.id()[slot]];
+            rereadSlots.add(slot);
             if (chainStart && ring.addr()[slot] != addrOf(request, 0)) {
                 fail(where + ": fetch at " + slot + " did not start at a chain's first descriptor");
             }
@@ -265,5 +268,34 @@ class PackedInflightCrashTest {
         PackedInflightRecovery twice = PackedInflightQueue.of(scratch, 0, q).recover(x -> ring.flags()[x]);
         assertEquals(r.chainsInCounterOrder(), twice.chainsInCounterOrder(), where + ": a second recovery differs");
         assertEquals(r.nextAvailSlot() + "/" + r.nextAvailWrap(), twice.nextAvailSlot() + "/" + twice.nextAvailWrap(), where);
+
+        // The new back-end carries on: it fetches what the ring still offers, completes everything in
+        // one batch; afterwards nothing is in flight and both positions are where the driver stopped.
+        PackedInflightQueue carryOn = PackedInflightQueue.of(scratch, 0, q);
+        List<Integer> entries = new ArrayList<>();
+        for (PackedInflightRecovery.Chain chain : r.chainsInCounterOrder()) {
+            entries.add(chain.entry());
+        }
+        long counter = r.nextCounter();
+        boolean begin = true;
+        for (int at : rereadSlots) {
+            if (begin) {
+                entries.add(carryOn.beginChain(counter++));
+            }
+            begin = (ring.flags()[at] & PackedLayout.F_NEXT) == 0;
+            carryOn.addDescriptor(ring.addr()[at], ring.len()[at], ring.id()[at], ring.flags()[at], begin);
+        }
+        for (int entry : entries) {
+            carryOn.releaseChain(entry);
+        }
+        carryOn.setUsedPosition(slot, wrap);
+        for (int entry : entries) {
+            carryOn.clearInflight(entry);
+        }
+        carryOn.commitBatch();
+        PackedInflightRecovery after = PackedInflightQueue.of(scratch, 0, q).recover(x -> fail("nothing half published"));
+        assertEquals(List.of(), after.chainsInCounterOrder(), where + ": in flight after everything completed");
+        assertEquals(slot + "/" + wrap, after.nextAvailSlot() + "/" + after.nextAvailWrap(), where + ": avail position");
+        assertEquals(slot + "/" + wrap, after.usedSlot() + "/" + after.usedWrap(), where + ": used position");
     }
 }
