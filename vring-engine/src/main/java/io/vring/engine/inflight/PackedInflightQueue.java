@@ -132,15 +132,15 @@ public final class PackedInflightQueue {
     private void initialize(int slot, int wrap) {
         region.fill((byte) 0);
         for (int i = 0; i < queueSize; i++) {
-            U16.set(region, entry(i) + ENTRY_NEXT, (short) (i + 1));
+            sp16(entry(i) + ENTRY_NEXT, i + 1);
         }
-        U16.set(region, (long) DESC_NUM, (short) queueSize);
+        sp16(DESC_NUM, queueSize);
         freeHead = 0;
         oldFreeHead = 0;
         usedSlot = oldUsedSlot = slot;
         usedWrap = oldUsedWrap = wrap;
-        U64.set(region, (long) USED_WORD, usedWord(slot, wrap, slot, wrap, 0));
-        U16.setRelease(region, (long) VERSION, (short) VERSION_1);
+        sp64(USED_WORD, usedWord(slot, wrap, slot, wrap, 0));
+        so16(VERSION, VERSION_1);
         stored();
     }
 
@@ -157,11 +157,11 @@ public final class PackedInflightQueue {
                     + " descriptors in flight)");
         }
         long e = entry(first);
-        U16.set(region, e + ENTRY_NUM, (short) 0);
+        sp16(e + ENTRY_NUM, 0);
         stored();
-        U64.set(region, e + ENTRY_COUNTER, counter);
+        sp64(e + ENTRY_COUNTER, counter);
         stored();
-        U8.setRelease(region, e + ENTRY_INFLIGHT, (byte) 1);
+        so8(e + ENTRY_INFLIGHT, 1);
         stored();
         return first;
     }
@@ -178,38 +178,38 @@ public final class PackedInflightQueue {
         }
         long f = entry(first);
         if (last) {
-            U16.set(region, f + ENTRY_LAST, (short) slot);
+            sp16(f + ENTRY_LAST, slot);
             stored();
         }
-        U16.set(region, f + ENTRY_NUM, (short) (Short.toUnsignedInt((short) U16.get(region, f + ENTRY_NUM)) + 1));
+        sp16(f + ENTRY_NUM, lp16(f + ENTRY_NUM) + 1);
         stored();
         long e = entry(slot);
-        U64.set(region, e + ENTRY_ADDR, addr);
+        sp64(e + ENTRY_ADDR, addr);
         stored();
-        U32.set(region, e + ENTRY_LEN, len);
+        sp32(e + ENTRY_LEN, len);
         stored();
-        U16.set(region, e + ENTRY_FLAGS, (short) flags);
+        sp16(e + ENTRY_FLAGS, flags);
         stored();
-        U16.set(region, e + ENTRY_ID, (short) id);
+        sp16(e + ENTRY_ID, id);
         stored();
-        freeHead = Short.toUnsignedInt((short) U16.get(region, e + ENTRY_NEXT));
-        U16.setRelease(region, (long) FREE_HEAD, (short) freeHead);
+        freeHead = lp16(e + ENTRY_NEXT);
+        so16(FREE_HEAD, freeHead);
         stored();
         if (last) {
             // Release: the chain's entries are complete before the fetch counts as done.
             oldFreeHead = freeHead;
-            U16.setRelease(region, (long) OLD_FREE_HEAD, (short) oldFreeHead);
+            so16(OLD_FREE_HEAD, oldFreeHead);
             stored();
         }
     }
 
     /** Publish step 1, per completed chain: its entries go back on the free list. No allocation. */
     public void releaseChain(int entry) {
-        int last = Short.toUnsignedInt((short) U16.get(region, entry(entry) + ENTRY_LAST));
-        U16.set(region, entry(last) + ENTRY_NEXT, (short) freeHead);
+        int last = lp16(entry(entry) + ENTRY_LAST);
+        sp16(entry(last) + ENTRY_NEXT, freeHead);
         stored();
         freeHead = entry;
-        U16.setRelease(region, (long) FREE_HEAD, (short) entry);
+        so16(FREE_HEAD, entry);
         stored();
     }
 
@@ -225,14 +225,14 @@ public final class PackedInflightQueue {
 
     /** Publish step 4, per chain, after the ring shows the batch used. Release: after the ring's flags. */
     public void clearInflight(int entry) {
-        U8.setRelease(region, entry(entry) + ENTRY_INFLIGHT, (byte) 0);
+        so8(entry(entry) + ENTRY_INFLIGHT, 0);
         stored();
     }
 
     /** Publish step 5, last: the batch is finished; old_free_head first, then the old used fields. */
     public void commitBatch() {
         oldFreeHead = freeHead;
-        U16.setRelease(region, (long) OLD_FREE_HEAD, (short) oldFreeHead);
+        so16(OLD_FREE_HEAD, oldFreeHead);
         stored();
         oldUsedSlot = usedSlot;
         oldUsedWrap = usedWrap;
@@ -250,7 +250,7 @@ public final class PackedInflightQueue {
      * @throws InflightRegionException if the region holds what no back-end could have written
      */
     public PackedInflightRecovery recover(IntUnaryOperator ringFlags) {
-        int version = Short.toUnsignedInt((short) U16.getAcquire(region, (long) VERSION));
+        int version = lv16(VERSION);
         if (version == 0) {
             initialize();
             return new PackedInflightRecovery(List.of(), 0, 1, 0, 1, 0, false, true);
@@ -259,7 +259,7 @@ public final class PackedInflightQueue {
             throw new InflightRegionException(InflightRegionException.Kind.UNSUPPORTED_VERSION,
                     "packed inflight region has version " + version + ", expected " + VERSION_1);
         }
-        int descNum = Short.toUnsignedInt((short) U16.get(region, (long) DESC_NUM));
+        int descNum = lp16(DESC_NUM);
         if (descNum != queueSize) {
             throw new InflightRegionException(InflightRegionException.Kind.QUEUE_SIZE_MISMATCH,
                     "packed inflight region has desc_num " + descNum + ", the ring has size " + queueSize);
@@ -296,7 +296,7 @@ public final class PackedInflightQueue {
         boolean[] taken = free.clone();
         int slots = 0;
         for (int first = 0; first < queueSize; first++) {
-            int flag = Byte.toUnsignedInt((byte) U8.get(region, entry(first) + ENTRY_INFLIGHT));
+            int flag = lp8(entry(first) + ENTRY_INFLIGHT);
             if (flag > 1) {
                 throw new InflightRegionException(InflightRegionException.Kind.CORRUPT,
                         "packed inflight entry " + first + " has inflight byte " + flag);
@@ -325,15 +325,15 @@ public final class PackedInflightQueue {
 
         // Write: the chosen side becomes both current and old, then free entries lose their flag.
         freeHead = oldFreeHead = head;
-        U16.set(region, (long) FREE_HEAD, (short) head);
+        sp16(FREE_HEAD, head);
         stored();
-        U16.setRelease(region, (long) OLD_FREE_HEAD, (short) head);
+        so16(OLD_FREE_HEAD, head);
         stored();
         usedSlot = oldUsedSlot = slot;
         usedWrap = oldUsedWrap = wrap;
         storeUsedWord();
         for (int e = 0; e < queueSize; e++) {
-            if (free[e] && (byte) U8.get(region, entry(e) + ENTRY_INFLIGHT) != 0) {
+            if (free[e] && lp8(entry(e) + ENTRY_INFLIGHT) != 0) {
                 clearInflight(e);
             }
         }
@@ -348,8 +348,8 @@ public final class PackedInflightQueue {
 
     private PackedInflightRecovery.Chain readChain(int first, boolean[] taken) {
         long f = entry(first);
-        int num = Short.toUnsignedInt((short) U16.get(region, f + ENTRY_NUM));
-        int last = Short.toUnsignedInt((short) U16.get(region, f + ENTRY_LAST));
+        int num = lp16(f + ENTRY_NUM);
+        int last = lp16(f + ENTRY_LAST);
         if (num < 1 || num > queueSize) {
             throw new InflightRegionException(InflightRegionException.Kind.CORRUPT,
                     "packed inflight chain at entry " + first + " has num " + num + " (queue size " + queueSize + ")");
@@ -364,9 +364,8 @@ public final class PackedInflightQueue {
             }
             taken[e] = true;
             long d = entry(e);
-            descriptors.add(new PackedInflightRecovery.Descriptor((long) U64.get(region, d + ENTRY_ADDR),
-                    (int) U32.get(region, d + ENTRY_LEN), Short.toUnsignedInt((short) U16.get(region, d + ENTRY_ID)),
-                    Short.toUnsignedInt((short) U16.get(region, d + ENTRY_FLAGS))));
+            descriptors.add(new PackedInflightRecovery.Descriptor(lp64(d + ENTRY_ADDR), lp32(d + ENTRY_LEN),
+                    lp16(d + ENTRY_ID), lp16(d + ENTRY_FLAGS)));
             if (i == num - 1) {
                 break;
             }
@@ -376,12 +375,12 @@ public final class PackedInflightQueue {
             throw new InflightRegionException(InflightRegionException.Kind.CORRUPT,
                     "packed inflight chain at entry " + first + " ends at entry " + e + ", its last says " + last);
         }
-        return new PackedInflightRecovery.Chain(first, (long) U64.get(region, f + ENTRY_COUNTER),
+        return new PackedInflightRecovery.Chain(first, lp64(f + ENTRY_COUNTER),
                 descriptors.getLast().id(), descriptors);
     }
 
     private int next(int entry) {
-        return Short.toUnsignedInt((short) U16.get(region, entry(entry) + ENTRY_NEXT));
+        return lp16(entry(entry) + ENTRY_NEXT);
     }
 
     private static void requireIndex(String field, int value, int max) {
@@ -392,9 +391,9 @@ public final class PackedInflightQueue {
     }
 
     private void loadHeader() {
-        freeHead = Short.toUnsignedInt((short) U16.get(region, (long) FREE_HEAD));
-        oldFreeHead = Short.toUnsignedInt((short) U16.get(region, (long) OLD_FREE_HEAD));
-        long word = (long) U64.get(region, (long) USED_WORD);
+        freeHead = lp16(FREE_HEAD);
+        oldFreeHead = lp16(OLD_FREE_HEAD);
+        long word = lp64(USED_WORD);
         usedSlot = (int) (word & 0xFFFF);
         oldUsedSlot = (int) ((word >>> 16) & 0xFFFF);
         usedWrap = (int) ((word >>> 32) & 0xFF);
@@ -403,13 +402,60 @@ public final class PackedInflightQueue {
 
     /** Release, one aligned 8-byte store: used_idx, old_used_idx and both wrap counters change together. */
     private void storeUsedWord() {
-        long padding = (long) U64.get(region, (long) USED_WORD) & USED_WORD_PADDING;
-        U64.setRelease(region, (long) USED_WORD, usedWord(usedSlot, usedWrap, oldUsedSlot, oldUsedWrap, padding));
+        long padding = lp64(USED_WORD) & USED_WORD_PADDING;
+        so64(USED_WORD, usedWord(usedSlot, usedWrap, oldUsedSlot, oldUsedWrap, padding));
         stored();
     }
 
     private static long usedWord(int slot, int wrap, int oldSlot, int oldWrap, long padding) {
         return slot | (long) oldSlot << 16 | (long) wrap << 32 | (long) oldWrap << 40 | padding;
+    }
+
+    // Region accessors, named by ordering (STYLE): lp plain load, lv acquire load, sp plain store,
+    // so release store. Offsets are queue-region offsets, naturally aligned; little-endian.
+
+    private int lp8(long offset) {
+        return Byte.toUnsignedInt((byte) U8.get(region, offset));
+    }
+
+    private void so8(long offset, int value) {
+        U8.setRelease(region, offset, (byte) value);
+    }
+
+    private int lp16(long offset) {
+        return Short.toUnsignedInt((short) U16.get(region, offset));
+    }
+
+    private int lv16(long offset) {
+        return Short.toUnsignedInt((short) U16.getAcquire(region, offset));
+    }
+
+    private void sp16(long offset, int value) {
+        U16.set(region, offset, (short) value);
+    }
+
+    private void so16(long offset, int value) {
+        U16.setRelease(region, offset, (short) value);
+    }
+
+    private long lp64(long offset) {
+        return (long) U64.get(region, offset);
+    }
+
+    private void sp64(long offset, long value) {
+        U64.set(region, offset, value);
+    }
+
+    private void so64(long offset, long value) {
+        U64.setRelease(region, offset, value);
+    }
+
+    private int lp32(long offset) {
+        return (int) U32.get(region, offset);
+    }
+
+    private void sp32(long offset, int value) {
+        U32.set(region, offset, value);
     }
 
     private void stored() {

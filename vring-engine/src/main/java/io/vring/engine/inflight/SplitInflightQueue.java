@@ -99,9 +99,9 @@ public final class SplitInflightQueue {
      */
     public void initialize() {
         region.fill((byte) 0);
-        U64.set(region, (long) FEATURES, 0L);
-        U16.set(region, (long) DESC_NUM, (short) queueSize);
-        U16.setRelease(region, (long) VERSION, (short) VERSION_1);
+        sp64(FEATURES, 0L);
+        sp16(DESC_NUM, queueSize);
+        so16(VERSION, VERSION_1);
         stored();
     }
 
@@ -111,10 +111,10 @@ public final class SplitInflightQueue {
      */
     public void markInflight(int head, long counter) {
         long e = entry(head);
-        U64.set(region, e + ENTRY_COUNTER, counter);
+        sp64(e + ENTRY_COUNTER, counter);
         stored();
         // Release: the counter lands before the flag, so an entry marked in flight always has its counter.
-        U8.setRelease(region, e + ENTRY_INFLIGHT, (byte) 1);
+        so8(e + ENTRY_INFLIGHT, 1);
         stored();
     }
 
@@ -123,11 +123,11 @@ public final class SplitInflightQueue {
      * {@code head} into the batch list. The used idx release store keeps these before it.
      */
     public void addToBatch(int head) {
-        int previous = Short.toUnsignedInt((short) U16.get(region, (long) LAST_BATCH_HEAD));
-        U16.set(region, entry(head) + ENTRY_NEXT, (short) previous);
+        int previous = lp16(LAST_BATCH_HEAD);
+        sp16(entry(head) + ENTRY_NEXT, previous);
         stored();
         // Release: a walk from last_batch_head always finds this entry's next already written.
-        U16.setRelease(region, (long) LAST_BATCH_HEAD, (short) head);
+        so16(LAST_BATCH_HEAD, head);
         stored();
     }
 
@@ -137,7 +137,7 @@ public final class SplitInflightQueue {
      * would lose the request.
      */
     public void clearInflight(int head) {
-        U8.setRelease(region, entry(head) + ENTRY_INFLIGHT, (byte) 0);
+        so8(entry(head) + ENTRY_INFLIGHT, 0);
         stored();
     }
 
@@ -146,18 +146,18 @@ public final class SplitInflightQueue {
      * Release: cannot move before the clears.
      */
     public void setUsedIdx(int usedIdx) {
-        U16.setRelease(region, (long) USED_IDX, (short) usedIdx);
+        so16(USED_IDX, usedIdx);
         stored();
     }
 
     /** The region's used_idx (tests and diagnostics). */
     public int usedIdx() {
-        return Short.toUnsignedInt((short) U16.getAcquire(region, (long) USED_IDX));
+        return lv16(USED_IDX);
     }
 
     /** True if {@code head} is marked in flight (tests and diagnostics). */
     public boolean isInflight(int head) {
-        return (byte) U8.getAcquire(region, entry(head) + ENTRY_INFLIGHT) != 0;
+        return lv8(entry(head) + ENTRY_INFLIGHT) != 0;
     }
 
     /**
@@ -171,12 +171,12 @@ public final class SplitInflightQueue {
      */
     public SplitInflightRecovery recover(int usedIdxInRing) {
         int used = usedIdxInRing & 0xFFFF;
-        int version = Short.toUnsignedInt((short) U16.getAcquire(region, (long) VERSION));
+        int version = lv16(VERSION);
         if (version == 0) {
             region.fill((byte) 0);
-            U16.set(region, (long) DESC_NUM, (short) queueSize);
-            U16.set(region, (long) USED_IDX, (short) used);
-            U16.setRelease(region, (long) VERSION, (short) VERSION_1);
+            sp16(DESC_NUM, queueSize);
+            sp16(USED_IDX, used);
+            so16(VERSION, VERSION_1);
             stored();
             return new SplitInflightRecovery(new int[0], used, 0, 0, true);
         }
@@ -184,13 +184,13 @@ public final class SplitInflightQueue {
             throw new InflightRegionException(InflightRegionException.Kind.UNSUPPORTED_VERSION,
                     "split inflight region has version " + version + ", expected " + VERSION_1);
         }
-        int descNum = Short.toUnsignedInt((short) U16.get(region, (long) DESC_NUM));
+        int descNum = lp16(DESC_NUM);
         if (descNum != queueSize) {
             throw new InflightRegionException(InflightRegionException.Kind.QUEUE_SIZE_MISMATCH,
                     "split inflight region has desc_num " + descNum + ", the ring has size " + queueSize);
         }
         // Read and check everything before writing anything: a refused region is left as it was.
-        int regionUsed = Short.toUnsignedInt((short) U16.get(region, (long) USED_IDX));
+        int regionUsed = lp16(USED_IDX);
         int batch = (used - regionUsed) & 0xFFFF;
         if (batch > queueSize) {
             throw new InflightRegionException(InflightRegionException.Kind.CORRUPT,
@@ -198,14 +198,14 @@ public final class SplitInflightQueue {
                             + used + ", more than the queue size " + queueSize);
         }
         int[] batchHeads = new int[batch];
-        int head = Short.toUnsignedInt((short) U16.get(region, (long) LAST_BATCH_HEAD));
+        int head = lp16(LAST_BATCH_HEAD);
         for (int i = 0; i < batch; i++) {
             if (head >= queueSize) {
                 throw new InflightRegionException(InflightRegionException.Kind.CORRUPT,
                         "split inflight batch list reaches head " + head + ", queue size " + queueSize);
             }
             batchHeads[i] = head;
-            head = Short.toUnsignedInt((short) U16.get(region, entry(head) + ENTRY_NEXT));
+            head = lp16(entry(head) + ENTRY_NEXT);
         }
         boolean[] inBatch = new boolean[queueSize];
         for (int h : batchHeads) {
@@ -215,13 +215,13 @@ public final class SplitInflightQueue {
         Integer[] order = new Integer[queueSize];
         int n = 0;
         for (int i = 0; i < queueSize; i++) {
-            int flag = Byte.toUnsignedInt((byte) U8.get(region, entry(i) + ENTRY_INFLIGHT));
+            int flag = lp8(entry(i) + ENTRY_INFLIGHT);
             if (flag > 1) {
                 throw new InflightRegionException(InflightRegionException.Kind.CORRUPT,
                         "split inflight entry " + i + " has inflight byte " + flag);
             }
             if (flag == 1 && !inBatch[i]) {
-                counters[i] = (long) U64.get(region, entry(i) + ENTRY_COUNTER);
+                counters[i] = lp64(entry(i) + ENTRY_COUNTER);
                 order[n++] = i;
             }
         }
@@ -245,6 +245,45 @@ public final class SplitInflightQueue {
             setUsedIdx(used);
         }
         return new SplitInflightRecovery(heads, (used + n) & 0xFFFF, nextCounter, batch, false);
+    }
+
+    // Region accessors, named by ordering (STYLE): lp plain load, lv acquire load, sp plain store,
+    // so release store. Offsets are queue-region offsets, naturally aligned; little-endian.
+
+    private int lp8(long offset) {
+        return Byte.toUnsignedInt((byte) U8.get(region, offset));
+    }
+
+    private int lv8(long offset) {
+        return Byte.toUnsignedInt((byte) U8.getAcquire(region, offset));
+    }
+
+    private void so8(long offset, int value) {
+        U8.setRelease(region, offset, (byte) value);
+    }
+
+    private int lp16(long offset) {
+        return Short.toUnsignedInt((short) U16.get(region, offset));
+    }
+
+    private int lv16(long offset) {
+        return Short.toUnsignedInt((short) U16.getAcquire(region, offset));
+    }
+
+    private void sp16(long offset, int value) {
+        U16.set(region, offset, (short) value);
+    }
+
+    private void so16(long offset, int value) {
+        U16.setRelease(region, offset, (short) value);
+    }
+
+    private long lp64(long offset) {
+        return (long) U64.get(region, offset);
+    }
+
+    private void sp64(long offset, long value) {
+        U64.set(region, offset, value);
     }
 
     private void stored() {
