@@ -23,6 +23,23 @@ class InflightAllocationTest {
         return THREADS.getCurrentThreadAllocatedBytes();
     }
 
+    /**
+     * Bytes {@code work} allocates in the steady state: the smallest figure of up to three
+     * consecutive runs after the warm-up (the first that is 0 ends the search). A per-request
+     * allocation shows in every run; what a later run forgives is a one-time event such as the JIT
+     * replacing the loop's code mid-run, seen once under load in CI, which is not steady state.
+     */
+    private static long steadyStateAllocation(Runnable work) {
+        long least = Long.MAX_VALUE;
+        for (int attempt = 0; attempt < 3 && least > 0; attempt++) {
+            long overhead = overhead();
+            long before = allocated();
+            work.run();
+            least = Math.min(least, Math.max(0, allocated() - before - overhead));
+        }
+        return least;
+    }
+
     private static long overhead() {
         long min = Long.MAX_VALUE;
         for (int i = 0; i < 10; i++) {
@@ -39,10 +56,8 @@ class InflightAllocationTest {
             q.initialize();
             long[] state = new long[2];
             splitRequests(q, state, WARM_UP);
-            long overhead = overhead();
-            long before = allocated();
-            splitRequests(q, state, MEASURED);
-            assertEquals(0, Math.max(0, allocated() - before - overhead), "bytes allocated in " + MEASURED + " requests");
+            assertEquals(0, steadyStateAllocation(() -> splitRequests(q, state, MEASURED)),
+                    "bytes allocated in " + MEASURED + " requests");
         }
     }
 
@@ -71,10 +86,8 @@ class InflightAllocationTest {
             int[] entries = new int[BATCH];
             long[] state = new long[2];
             packedRequests(q, entries, state, WARM_UP);
-            long overhead = overhead();
-            long before = allocated();
-            packedRequests(q, entries, state, MEASURED);
-            assertEquals(0, Math.max(0, allocated() - before - overhead), "bytes allocated in " + MEASURED + " requests");
+            assertEquals(0, steadyStateAllocation(() -> packedRequests(q, entries, state, MEASURED)),
+                    "bytes allocated in " + MEASURED + " requests");
         }
     }
 

