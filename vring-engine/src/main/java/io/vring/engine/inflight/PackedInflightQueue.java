@@ -3,9 +3,6 @@ package io.vring.engine.inflight;
 import io.vring.engine.packed.PackedLayout;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.lang.invoke.VarHandle;
-import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.IntUnaryOperator;
@@ -61,17 +58,10 @@ import static io.vring.engine.inflight.PackedInflightLayout.entry;
  * <p>Single-threaded, like the queue that owns it. Fetch, publish and clear do not allocate;
  * {@link #recover} does.
  */
-public final class PackedInflightQueue {
-    private static final VarHandle U8 = ValueLayout.JAVA_BYTE.varHandle();
-    private static final VarHandle U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
-    private static final VarHandle U32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
-    private static final VarHandle U64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
+public final class PackedInflightQueue extends InflightRegionView {
     /** Bytes 22-23 of the used word: padding, kept as found. */
     private static final long USED_WORD_PADDING = 0xFFFF_0000_0000_0000L;
 
-    private final MemorySegment region;
-    private final int queueSize;
-    private final StoreProbe probe;
 
     /** Cached header: free_head, old_free_head and the used word, as last stored. */
     private int freeHead;
@@ -82,9 +72,7 @@ public final class PackedInflightQueue {
     private int oldUsedWrap;
 
     private PackedInflightQueue(MemorySegment region, int queueSize, StoreProbe probe) {
-        this.region = region;
-        this.queueSize = queueSize;
-        this.probe = probe;
+        super(region, queueSize, probe);
         loadHeader();
     }
 
@@ -409,59 +397,6 @@ public final class PackedInflightQueue {
 
     private static long usedWord(int slot, int wrap, int oldSlot, int oldWrap, long padding) {
         return slot | (long) oldSlot << 16 | (long) wrap << 32 | (long) oldWrap << 40 | padding;
-    }
-
-    // Region accessors, named by ordering (STYLE): lp plain load, lv acquire load, sp plain store,
-    // so release store. Offsets are queue-region offsets, naturally aligned; little-endian.
-
-    private int lp8(long offset) {
-        return Byte.toUnsignedInt((byte) U8.get(region, offset));
-    }
-
-    private void so8(long offset, int value) {
-        U8.setRelease(region, offset, (byte) value);
-    }
-
-    private int lp16(long offset) {
-        return Short.toUnsignedInt((short) U16.get(region, offset));
-    }
-
-    private int lv16(long offset) {
-        return Short.toUnsignedInt((short) U16.getAcquire(region, offset));
-    }
-
-    private void sp16(long offset, int value) {
-        U16.set(region, offset, (short) value);
-    }
-
-    private void so16(long offset, int value) {
-        U16.setRelease(region, offset, (short) value);
-    }
-
-    private long lp64(long offset) {
-        return (long) U64.get(region, offset);
-    }
-
-    private void sp64(long offset, long value) {
-        U64.set(region, offset, value);
-    }
-
-    private void so64(long offset, long value) {
-        U64.setRelease(region, offset, value);
-    }
-
-    private int lp32(long offset) {
-        return (int) U32.get(region, offset);
-    }
-
-    private void sp32(long offset, int value) {
-        U32.set(region, offset, value);
-    }
-
-    private void stored() {
-        if (probe != null) {
-            probe.stored();
-        }
     }
 
     @Override

@@ -3,9 +3,6 @@ package io.vring.engine.inflight;
 import io.vring.engine.split.SplitLayout;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.lang.invoke.VarHandle;
-import java.nio.ByteOrder;
 import java.util.Arrays;
 
 import static io.vring.engine.inflight.SplitInflightLayout.DESC_NUM;
@@ -45,19 +42,11 @@ import static io.vring.engine.inflight.SplitInflightLayout.entry;
  * <p>Single-threaded, like the queue that owns it. Mark, batch and clear do not allocate;
  * {@link #recover} does.
  */
-public final class SplitInflightQueue {
-    private static final VarHandle U8 = ValueLayout.JAVA_BYTE.varHandle();
-    private static final VarHandle U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
-    private static final VarHandle U64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
+public final class SplitInflightQueue extends InflightRegionView {
 
-    private final MemorySegment region;
-    private final int queueSize;
-    private final StoreProbe probe;
 
     private SplitInflightQueue(MemorySegment region, int queueSize, StoreProbe probe) {
-        this.region = region;
-        this.queueSize = queueSize;
-        this.probe = probe;
+        super(region, queueSize, probe);
     }
 
     /**
@@ -245,51 +234,6 @@ public final class SplitInflightQueue {
             setUsedIdx(used);
         }
         return new SplitInflightRecovery(heads, (used + n) & 0xFFFF, nextCounter, batch, false);
-    }
-
-    // Region accessors, named by ordering (STYLE): lp plain load, lv acquire load, sp plain store,
-    // so release store. Offsets are queue-region offsets, naturally aligned; little-endian.
-
-    private int lp8(long offset) {
-        return Byte.toUnsignedInt((byte) U8.get(region, offset));
-    }
-
-    private int lv8(long offset) {
-        return Byte.toUnsignedInt((byte) U8.getAcquire(region, offset));
-    }
-
-    private void so8(long offset, int value) {
-        U8.setRelease(region, offset, (byte) value);
-    }
-
-    private int lp16(long offset) {
-        return Short.toUnsignedInt((short) U16.get(region, offset));
-    }
-
-    private int lv16(long offset) {
-        return Short.toUnsignedInt((short) U16.getAcquire(region, offset));
-    }
-
-    private void sp16(long offset, int value) {
-        U16.set(region, offset, (short) value);
-    }
-
-    private void so16(long offset, int value) {
-        U16.setRelease(region, offset, (short) value);
-    }
-
-    private long lp64(long offset) {
-        return (long) U64.get(region, offset);
-    }
-
-    private void sp64(long offset, long value) {
-        U64.set(region, offset, value);
-    }
-
-    private void stored() {
-        if (probe != null) {
-            probe.stored();
-        }
     }
 
     @Override
