@@ -351,25 +351,7 @@ public final class Libc {
      *         ({@code EAGAIN}). EINTR is retried.
      */
     public static long read(int fd, MemorySegment buf, long len) {
-        Objects.checkFromIndexSize(0, len, buf.byteSize());
-        ThreadScratch s = SCRATCH.get();
-        try {
-            for (;;) {
-                long n = (long) READ.invokeExact(s.capture, fd, buf, len);
-                if (n >= 0) {
-                    return n;
-                }
-                int errno = s.errno();
-                if (errno == EAGAIN) {
-                    return -1;
-                }
-                if (errno != EINTR) {
-                    throw failure(s, "read", "fd=" + fd + ", len=" + len);
-                }
-            }
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
+        return transfer(READ, "read", fd, buf, len);
     }
 
     /**
@@ -379,11 +361,16 @@ public final class Libc {
      *         cannot take any now ({@code EAGAIN}). EINTR is retried.
      */
     public static long write(int fd, MemorySegment buf, long len) {
+        return transfer(WRITE, "write", fd, buf, len);
+    }
+
+    /** read or write through {@code call}: -1 on EAGAIN, EINTR retried, other errors thrown. */
+    private static long transfer(MethodHandle call, String name, int fd, MemorySegment buf, long len) {
         Objects.checkFromIndexSize(0, len, buf.byteSize());
         ThreadScratch s = SCRATCH.get();
         try {
             for (;;) {
-                long n = (long) WRITE.invokeExact(s.capture, fd, buf, len);
+                long n = (long) call.invokeExact(s.capture, fd, buf, len);
                 if (n >= 0) {
                     return n;
                 }
@@ -392,7 +379,7 @@ public final class Libc {
                     return -1;
                 }
                 if (errno != EINTR) {
-                    throw failure(s, "write", "fd=" + fd + ", len=" + len);
+                    throw failure(s, name, "fd=" + fd + ", len=" + len);
                 }
             }
         } catch (Throwable t) {
