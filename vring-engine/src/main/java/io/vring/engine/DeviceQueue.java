@@ -69,6 +69,12 @@ public interface DeviceQueue {
     /** The position the next {@code poll()} reads: split avail index, or packed slot | wrap << 15. */
     int availPosition();
 
+    /**
+     * Where the next used entry goes: split used index, or packed slot | wrap << 15. With
+     * {@link #availPosition()} it is what a restarted device resumes from.
+     */
+    int usedPosition();
+
     /** The queue's broken state, shared by every queue kind. */
     QueueHealth health();
 

@@ -40,6 +40,12 @@ public enum RingKind {
         }
 
         @Override
+        public DeviceQueue device(String name, GuestMemory memory, int size, RingAddresses rings, long features,
+                                  int availPosition, int usedPosition) {
+            return new SplitDeviceQueue(name, memory, size, rings, features, availPosition);
+        }
+
+        @Override
         public DriverQueue driver(String name, GuestMemory memory, int size, RingAddresses rings, long features,
                                   IndirectArea indirect) {
             return new SplitDriverQueue(name, memory, size, rings, features, indirect);
@@ -72,6 +78,12 @@ public enum RingKind {
         }
 
         @Override
+        public DeviceQueue device(String name, GuestMemory memory, int size, RingAddresses rings, long features,
+                                  int availPosition, int usedPosition) {
+            return new PackedDeviceQueue(name, memory, size, rings, features, availPosition, usedPosition);
+        }
+
+        @Override
         public DriverQueue driver(String name, GuestMemory memory, int size, RingAddresses rings, long features,
                                   IndirectArea indirect) {
             return new PackedDriverQueue(name, memory, size, rings, features, indirect);
@@ -97,6 +109,14 @@ public enum RingKind {
 
     /** The device side of a queue whose areas the driver placed at {@code rings}. */
     public abstract DeviceQueue device(String name, GuestMemory memory, int size, RingAddresses rings, long features);
+
+    /**
+     * The device side resuming where an earlier device stopped. Split: {@code availPosition} is the
+     * next avail index (the used index is read from the ring, {@code usedPosition} is ignored).
+     * Packed: both are slot | wrap << 15.
+     */
+    public abstract DeviceQueue device(String name, GuestMemory memory, int size, RingAddresses rings, long features,
+                                       int availPosition, int usedPosition);
 
     /** The driver side; it zeroes and owns the areas at {@code rings}. */
     public abstract DriverQueue driver(String name, GuestMemory memory, int size, RingAddresses rings, long features,

@@ -105,6 +105,17 @@ public final class PackedDeviceQueue implements DeviceQueue {
      *                                  leave the queue broken with a reason instead
      */
     public PackedDeviceQueue(String name, GuestMemory memory, int size, RingAddresses rings, long features) {
+        this(name, memory, size, rings, features, 1 << PackedLayout.EVENT_WRAP_BIT, 1 << PackedLayout.EVENT_WRAP_BIT);
+    }
+
+    /**
+     * As above, resuming at given positions (vhost-user SET_VRING_BASE): each is a slot in
+     * {@code [0, size)} with its wrap counter in bit 15. Chains between the used and the avail
+     * position count as in flight (the device popped them before a restart). A slot outside the ring,
+     * or a used position ahead of the avail position, leaves the queue broken.
+     */
+    public PackedDeviceQueue(String name, GuestMemory memory, int size, RingAddresses rings, long features,
+                             int availPosition, int usedPosition) {
         if (name == null || memory == null || rings == null) {
             throw new IllegalArgumentException("name, memory and rings are required");
         }
@@ -146,9 +157,36 @@ public final class PackedDeviceQueue implements DeviceQueue {
         this.stagedLen = new int[capacity];
         this.stagedSlots = new int[capacity];
         this.stagedWritable = new long[capacity];
+        if (problem == null) {
+            problem = resume(availPosition, usedPosition);
+        }
         if (problem != null) {
             health.markBroken(problem);
         }
+    }
+
+    /** Sets both positions; returns why they are impossible, or null. */
+    private String resume(int availPosition, int usedPosition) {
+        int aSlot = availPosition & PackedLayout.EVENT_OFF_MASK;
+        int aWrap = (availPosition >>> PackedLayout.EVENT_WRAP_BIT) & 1;
+        int uSlot = usedPosition & PackedLayout.EVENT_OFF_MASK;
+        int uWrap = (usedPosition >>> PackedLayout.EVENT_WRAP_BIT) & 1;
+        if (aSlot >= size || uSlot >= size) {
+            return "resume position avail " + aSlot + " / used " + uSlot + " outside a ring of " + size + " slots";
+        }
+        // Slots from used to avail: same wrap means avail is ahead in this lap, different wrap means it lapped.
+        int inFlight = aWrap == uWrap ? aSlot - uSlot : aSlot + size - uSlot;
+        if (inFlight < 0 || inFlight > size) {
+            return "resume position used " + uSlot + "/" + uWrap + " is ahead of avail " + aSlot + "/" + aWrap
+                    + " (queue size " + size + ")";
+        }
+        availSlot = aSlot;
+        availWrap = aWrap;
+        usedSlot = uSlot;
+        usedWrap = uWrap;
+        signalledSlot = uSlot;
+        inFlightSlots = inFlight;
+        return null;
     }
 
     /** Translates one ring area once; misaligned or unbacked areas are the driver's fault. */
@@ -460,7 +498,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
         return availSlot | (availWrap << PackedLayout.EVENT_WRAP_BIT);
     }
 
-    /** Where the next used descriptor goes: slot | wrap << 15. */
+    /** {@inheritDoc} Slot | wrap << 15. */
+    @Override
     public int usedPosition() {
         return usedSlot | (usedWrap << PackedLayout.EVENT_WRAP_BIT);
     }

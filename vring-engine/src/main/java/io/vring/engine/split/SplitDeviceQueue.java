@@ -386,6 +386,11 @@ public final class SplitDeviceQueue implements DeviceQueue {
         return nextAvail;
     }
 
+    @Override
+    public int usedPosition() {
+        return usedIdx;
+    }
+
     /** The used index this queue last published. */
     public int usedIndex() {
         return usedIdx;
