@@ -577,4 +577,38 @@ class BlkBackendTest {
         }
         assertEquals(8, device.stats().writes());
     }
+
+    // ---- allocation ----
+
+    @Test
+    void theRingWorkerAllocatesNothingPerRequestInSteadyState() throws Exception {
+        serve(DiskImage.ram(DISK_BYTES, false), 1, 2);
+        com.sun.management.ThreadMXBean threads = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        try (BlkFrontend fe = frontend(1, 128, ALL_BLK); BlkFrontend.Ring r = fe.new Ring(0, RingKind.SPLIT, 128, ALL_BLK)) {
+            r.start(0);
+            roundsOfReadsAndWrites(r, 400); // warm-up: the JIT compiles the worker's path
+            Thread worker = Thread.getAllStackTraces().keySet().stream()
+                    .filter(t -> t.getName().startsWith("vring-") && t.getName().endsWith("/q0")).findFirst().orElseThrow();
+            long before = threads.getThreadAllocatedBytes(worker.threadId());
+            int requests = roundsOfReadsAndWrites(r, 400);
+            long allocated = threads.getThreadAllocatedBytes(worker.threadId()) - before;
+            System.out.println("ring worker " + worker.getName() + ": " + allocated + " bytes allocated over " + requests + " requests");
+            assertTrue(allocated < 16 * 1024, allocated + " bytes over " + requests + " requests");
+        }
+    }
+
+    /** Rounds of 32 requests (16 writes of 4 KiB, 16 reads) in flight at once; returns the number of requests. */
+    static int roundsOfReadsAndWrites(BlkFrontend.Ring r, int rounds) {
+        for (int round = 0; round < rounds; round++) {
+            for (int i = 0; i < 16; i++) {
+                r.write(i * 8L, 4096);
+                r.read(128 + i * 8L, 4096);
+            }
+            r.publish();
+            for (int i = 0; i < 32; i++) {
+                assertEquals(BlkLayout.S_OK, r.statusOf(r.awaitUsed(TIMEOUT)));
+            }
+        }
+        return rounds * 32;
+    }
 }
