@@ -8,6 +8,7 @@ import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -66,8 +67,16 @@ public final class BlkCommand implements Callable<Integer> {
         if (ioThreads < 1 || ioThreads > 256) {
             throw new ParameterException(spec.commandLine(), "--io-threads must be 1..256, got " + ioThreads);
         }
-        DiskImage image = disk.image != null ? DiskImage.file(disk.image, readOnly)
-                : DiskImage.ram(parseSize(disk.ram), readOnly);
+        DiskImage image;
+        try {
+            image = disk.image != null ? DiskImage.file(disk.image, readOnly) : DiskImage.ram(parseSize(disk.ram), readOnly);
+        } catch (IOException | RuntimeException e) {
+            if (e instanceof ParameterException p) {
+                throw p;
+            }
+            System.err.println("vring blk: cannot open the disk: " + e.getMessage());
+            return 1;
+        }
         BlkBackend device = new BlkBackend(image, queues, ioThreads, serial);
         BackendServer.Options options = BackendServer.Options.of(socket).withBusyPoll(busyPoll);
         BackendServer server;
