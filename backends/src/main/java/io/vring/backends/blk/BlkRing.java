@@ -30,6 +30,8 @@ final class BlkRing {
     private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     /** Bad requests logged at WARNING per ring; later ones at DEBUG, so a hostile guest cannot flood the log. */
     private static final int LOUD_COMPLAINTS = 16;
+    /** The largest IN or OUT the device carries out. */
+    static final long MAX_REQUEST_BYTES = 1L << 30;
     private static final long STOP_WARN_NANOS = TimeUnit.SECONDS.toNanos(5);
 
     final int index;
@@ -181,6 +183,11 @@ final class BlkRing {
             return answer(chain, queue, r.statusSegment, r.statusOffset, BlkLayout.S_IOERR, 1, "write to a read-only disk");
         }
         long bytes = write ? chain.readableBytes() - BlkLayout.HEADER_SIZE : chain.writableBytes() - 1;
+        if (bytes > MAX_REQUEST_BYTES) {
+            // Linux sends at most a few MiB; the cap keeps every buffer length and the used length a positive int.
+            return answer(chain, queue, r.statusSegment, r.statusOffset, BlkLayout.S_IOERR, 1,
+                    (write ? "OUT" : "IN") + " of " + bytes + " bytes, more than " + MAX_REQUEST_BYTES);
+        }
         if ((bytes & (BlkLayout.SECTOR_SIZE - 1)) != 0) {
             return answer(chain, queue, r.statusSegment, r.statusOffset, BlkLayout.S_IOERR, 1,
                     (write ? "OUT" : "IN") + " of " + bytes + " bytes, not a multiple of 512");

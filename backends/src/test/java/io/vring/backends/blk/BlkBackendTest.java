@@ -375,6 +375,28 @@ class BlkBackendTest {
     }
 
     @Test
+    void aReadOfMoreThanOneGibIsRefusedWithoutTouchingTheDisk() {
+        serve(DiskImage.ram(DISK_BYTES, false), 1, 2);
+        long big = BlkRing.MAX_REQUEST_BYTES + 512;
+        // A memfd is only backed where it is touched: the 1 GiB buffer costs address space, not memory.
+        try (BlkFrontend fe = new BlkFrontend(socket, big + (4 << 20))) {
+            fe.negotiate(ALL_BLK);
+            fe.sendMemTable();
+            try (BlkFrontend.Ring r = fe.new Ring(0, RingKind.SPLIT, 16, ALL_BLK)) {
+                r.start(0);
+                long buffer = fe.memory.allocate(big, 4096);
+                int a = r.begin(BlkLayout.T_IN, 0);
+                r.driver.addReadable(r.header(a), 16);
+                r.driver.addWritable(buffer, (int) big);
+                r.driver.addWritable(r.status(a), 1);
+                r.submit(a);
+                expect(r, a, BlkLayout.S_IOERR, "IN of 1 GiB + 512 bytes");
+            }
+        }
+        assertEquals(0, device.stats().reads());
+    }
+
+    @Test
     void aRequestWithoutAStatusByteBreaksTheQueueAndTheDeviceNeedsAReset() throws Exception {
         serve(DiskImage.ram(DISK_BYTES, false), 1, 2);
         try (BlkFrontend fe = frontend(1, 16, ALL_BLK); BlkFrontend.Ring r = fe.new Ring(0, RingKind.SPLIT, 16, ALL_BLK)) {
