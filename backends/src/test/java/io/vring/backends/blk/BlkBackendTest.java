@@ -90,16 +90,23 @@ class BlkBackendTest {
         server = BackendServer.listen(socket, device);
     }
 
-    /** After every test: the server and device are gone without a thread or fd left behind. */
+    /**
+     * After every test: once the server closed, no server, ring or I/O thread runs (the session's
+     * end resets the device, which stops its I/O threads); once the device closed too (its image),
+     * no fd is left.
+     */
     @AfterEach
     void nothingLeaks() throws Exception {
         if (server != null) {
             server.close();
         }
-        if (device != null) {
-            device.close();
+        try {
+            assertEquals(threadsBefore, vringThreads(), "server, ring or I/O threads left running after the server closed");
+        } finally {
+            if (device != null) {
+                device.close();
+            }
         }
-        assertEquals(threadsBefore, vringThreads(), "server, ring or I/O threads left running");
         assertEquals(fdsBefore, openFds(), "fds leaked");
     }
 
