@@ -607,6 +607,75 @@ class BlkBackendTest {
         assertEquals(8, device.stats().writes());
     }
 
+    @Test
+    void aResetWithRequestsOnTheDiskWaitsForThemThenForgetsThem() throws Exception {
+        GatedImage image = new GatedImage(DISK_BYTES, 0);
+        serve(image, 1, 2);
+        try (BlkFrontend fe = frontend(1, 32, ALL_BLK); BlkFrontend.Ring r = fe.new Ring(0, RingKind.SPLIT, 32, ALL_BLK)) {
+            r.start(0);
+            for (int i = 0; i < 4; i++) {
+                r.write(i * 8L, 4096);
+            }
+            r.publish();
+            image.awaitWaiting(2, TIMEOUT);
+            ExecutorService control = Executors.newSingleThreadExecutor();
+            try {
+                Future<Long> reset = control.submit(() -> fe.sendAcked(FrontendRequest.SET_STATUS, new U64Payload(0)));
+                assertThrows(TimeoutException.class, () -> reset.get(300, TimeUnit.MILLISECONDS),
+                        "the reset waits while the disk writes into guest memory");
+                image.open();
+                assertEquals(0, reset.get(TIMEOUT, TimeUnit.MILLISECONDS));
+            } finally {
+                control.shutdownNow();
+            }
+            assertFalse(r.hasUsedWithin(100), "a reset device reports nothing for requests of before the reset");
+            assertEquals(4, device.stats().writes(), "the writes themselves happened");
+        }
+        // A new driver on the reset device.
+        try (BlkFrontend fe = frontend(1, 32, ALL_BLK); BlkFrontend.Ring r = fe.new Ring(0, RingKind.SPLIT, 32, ALL_BLK)) {
+            r.start(0);
+            expect(r, r.read(0, 4096), BlkLayout.S_OK, "a read after the reset");
+        }
+    }
+
+    @Test
+    void aSecondFrontEndFindsTheDiskAsTheFirstLeftIt() {
+        serve(DiskImage.ram(DISK_BYTES, false), 2, 2);
+        for (int session = 0; session < 2; session++) {
+            try (BlkFrontend fe = frontend(2, 16, ALL_BLK); BlkFrontend.Ring r = fe.new Ring(1, RingKind.SPLIT, 16, ALL_BLK)) {
+                r.start(0);
+                int check = r.read(100, 512);
+                expect(r, check, BlkLayout.S_OK, "read in session " + session);
+                assertEquals((byte) session, fe.mem.get(ValueLayout.JAVA_BYTE, r.data(check) + 17), "what the last session wrote");
+                int w = r.begin(BlkLayout.T_OUT, 100);
+                fe.mem.asSlice(r.data(w), 512).fill((byte) (session + 1));
+                r.driver.addReadable(r.header(w), 16);
+                r.driver.addReadable(r.data(w), 512);
+                r.driver.addWritable(r.status(w), 1);
+                r.submit(w);
+                expect(r, w, BlkLayout.S_OK, "write in session " + session);
+            }
+        }
+    }
+
+    @Test
+    void aDiskThatFailsGivesIoerrAndTheQueueGoesOn() throws Exception {
+        Path file = dir.resolve("shrinking.img");
+        try (var f = new java.io.RandomAccessFile(file.toFile(), "rw")) {
+            f.setLength(DISK_BYTES);
+        }
+        serve(DiskImage.file(file, false), 1, 2);
+        try (BlkFrontend fe = frontend(1, 16, ALL_BLK); BlkFrontend.Ring r = fe.new Ring(0, RingKind.SPLIT, 16, ALL_BLK)) {
+            r.start(0);
+            try (var f = new java.io.RandomAccessFile(file.toFile(), "rw")) {
+                f.setLength(DISK_BYTES / 2); // someone truncated the image under the running device
+            }
+            expect(r, r.read(SECTORS - 8, 4096), BlkLayout.S_IOERR, "a read of what is no longer there");
+            expect(r, r.read(0, 4096), BlkLayout.S_OK, "a read of what is");
+        }
+        assertEquals(1, device.stats().ioErrors());
+    }
+
     // ---- allocation ----
 
     @Test
