@@ -33,7 +33,11 @@ public final class Initramfs {
         this.kit = kit;
     }
 
-    /** Kernel modules to load at boot; their dependencies are added and loaded first. */
+    /**
+     * Kernel modules to load at boot, in this order; their dependencies ({@code depends=}) are added
+     * and loaded first. A virtio driver does not depend on its transport: name {@code virtio_pci}
+     * before it.
+     */
     public Initramfs modules(String... names) {
         modules.addAll(List.of(names));
         return this;
