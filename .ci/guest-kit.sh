@@ -43,37 +43,59 @@ else
 fi
 
 # "Depends: linux-image-6.1.0-56-cloud-amd64" -> the versioned image package.
-image_package=$(apt-cache depends "$meta_package" 2>/dev/null \
-    | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1)
-if [[ -z $image_package ]]; then
-    # The package lists may be missing on a fresh machine.
-    (( EUID == 0 )) && apt-get update -qq
-    image_package=$(apt-cache depends "$meta_package" \
-        | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1)
+image_package() {
+    apt-cache depends "$meta_package" 2>/dev/null \
+        | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1
+}
+
+# Downloads and unpacks $1 into $kit; fails if the package cannot be fetched.
+fetch_kernel() {
+    local package=$1 work deb
+    log "fetching $package into $kit"
+    mkdir -p -- "$cache"
+    work=$(mktemp -d -- "$cache/.fetch.XXXXXX")
+    # apt-get download writes into the current directory; as root, apt fetches
+    # as the _apt user, which must be able to write there (else it warns).
+    if (( EUID == 0 )) && id -u _apt >/dev/null 2>&1; then chown _apt -- "$work"; fi
+    if ! (cd -- "$work" && apt-get download -qq "$package"); then
+        rm -rf -- "$work"
+        return 1
+    fi
+    deb=$(find "$work" -maxdepth 1 -name '*.deb' -print -quit)
+    [[ -n $deb ]] || { rm -rf -- "$work"; die "apt-get download $package produced no .deb"; }
+    dpkg -x "$deb" "$work/root"
+    [[ -f $work/root/boot/vmlinuz-$version ]] || { rm -rf -- "$work"; die "$deb has no boot/vmlinuz-$version"; }
+    rm -rf -- "$kit"
+    mv -- "$work/root" "$kit"
+    rm -rf -- "$work"
+    # Readable by a non-root user who runs the tests (the image is 0600 in the package).
+    chmod -R a+rX -- "$kit"
+}
+
+package=$(image_package)
+# No package lists yet (a fresh machine), or lists so old the mirror no longer has that kernel:
+# update once and look again.
+lists_updated=false
+if [[ -z $package ]] && (( EUID == 0 )); then
+    apt-get update -qq
+    lists_updated=true
+    package=$(image_package)
 fi
-[[ -n $image_package ]] || die "apt-cache depends $meta_package names no linux-image-<version> package"
-version=${image_package#linux-image-}
+[[ -n $package ]] || die "apt-cache depends $meta_package names no linux-image-<version> package"
+version=${package#linux-image-}
 kit=$cache/$version
 
 if [[ -f $kit/boot/vmlinuz-$version && -d $kit/lib/modules/$version/kernel ]]; then
     log "kernel $version already in $kit"
-else
-    log "fetching $image_package into $kit"
-    mkdir -p -- "$cache"
-    work=$(mktemp -d -- "$cache/.fetch.XXXXXX")
-    trap 'rm -rf -- "$work"' EXIT
-    # apt-get download writes into the current directory; as root, apt fetches
-    # as the _apt user, which must be able to write there (else it warns).
-    if (( EUID == 0 )) && id -u _apt >/dev/null 2>&1; then chown _apt -- "$work"; fi
-    (cd -- "$work" && apt-get download -qq "$image_package")
-    deb=$(find "$work" -maxdepth 1 -name '*.deb' -print -quit)
-    [[ -n $deb ]] || die "apt-get download $image_package produced no .deb"
-    dpkg -x "$deb" "$work/root"
-    [[ -f $work/root/boot/vmlinuz-$version ]] || die "$deb has no boot/vmlinuz-$version"
-    rm -rf -- "$kit"
-    mv -- "$work/root" "$kit"
-    # Readable by the non-root user who may run the tests (the image is 0600).
-    chmod -R a+rX -- "$kit"
+elif ! fetch_kernel "$package"; then
+    [[ $lists_updated == false ]] && (( EUID == 0 )) || die "cannot download $package"
+    apt-get update -qq
+    package=$(image_package)
+    version=${package#linux-image-}
+    kit=$cache/$version
+    if [[ ! -f $kit/boot/vmlinuz-$version ]]; then
+        fetch_kernel "$package" || die "cannot download $package"
+    fi
 fi
 ln -sfn -- "$version" "$cache/current"
 printf '%s\n' "$kit"
