@@ -212,6 +212,14 @@ public final class QemuGuest implements AutoCloseable {
         return status;
     }
 
+    /**
+     * QEMU's own warnings and errors so far (the lines it prefixes with its program name), e.g. a
+     * vhost-user feature it did not expect: a device that works but makes QEMU complain is not right.
+     */
+    public synchronized List<String> qemuMessages() {
+        return lines.stream().filter(line -> line.startsWith("qemu-system-x86_64:")).toList();
+    }
+
     /** Everything QEMU printed so far, one entry per line. */
     public synchronized List<String> console() {
         return List.copyOf(lines);
