@@ -294,7 +294,7 @@ final class BackendSession {
         } finally {
             for (Vring r : rings) {
                 if (wasRunning[r.index()]) {
-                    startRing(r);
+                    restartAfterMemoryChange(r);
                 }
             }
         }
@@ -406,6 +406,22 @@ final class BackendSession {
         }
     }
 
+    /**
+     * A ring that ran before a memory change runs again on the new snapshot. If it cannot (its areas
+     * were in a region the front-end removed) it stays stopped, and the front-end hears of it through
+     * the error eventfd and DEVICE_NEEDS_RESET, as for a ring that broke.
+     */
+    private void restartAfterMemoryChange(Vring r) {
+        try {
+            startRing(r);
+        } catch (VhostUserException e) {
+            stats.ringBroke();
+            LOG.log(Level.ERROR, "{0}: {1} cannot run after the memory change: {2}", name, r, e.getMessage());
+            status |= DEVICE_NEEDS_RESET;
+            r.signalErr();
+        }
+    }
+
     /** Starts {@code r} from what the front-end sent; refuses if something is missing. */
     private void startRing(Vring r) {
         GuestMemory snapshot = memory.snapshot();
@@ -432,8 +448,9 @@ final class BackendSession {
         RingWorker w = new RingWorker(r, backend, q, r.kick(), options.busyPoll(), "vring-" + queueName);
         r.started(q, w);
         stats.ringStarted(kind);
-        LOG.log(Level.INFO, "{0}: {1} started: {2}, {3} entries, avail {4}, {5}{6}", name, r, kind.name().toLowerCase(),
-                r.size(), r.availPosition(), r.kick() == null || options.busyPoll() ? "busy-poll" : "eventfd",
+        LOG.log(Level.INFO, "{0}: {1} started: {2}, {3} entries, avail 0x{4}, used 0x{5}, {6}{7}", name, r,
+                kind.name().toLowerCase(), Integer.toString(r.size()), Integer.toHexString(q.availPosition()),
+                Integer.toHexString(q.usedPosition()), r.kick() == null || options.busyPoll() ? "busy-poll" : "eventfd",
                 r.isEnabled() ? "" : ", disabled");
         backend.start(r.index(), q, w);
         w.start();
