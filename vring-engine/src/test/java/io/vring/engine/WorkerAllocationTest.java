@@ -37,9 +37,9 @@ import static org.junit.jupiter.api.Assertions.fail;
 /**
  * A device worker as back-ends run one, an Agrona {@link Agent} on an {@link AgentRunner} whose
  * duty cycle polls, reads with ChainReader, writes with ChainWriter, adds used, publishes and calls
- * when asked, allocates nothing on its own thread once warm, with inflight tracking on or off: not in
- * the duty cycle, not in the idle
- * strategy (busy-spin, or sleeping on the kick eventfd), not in the runner's loop. The agent reads
+ * when asked, allocates nothing on its own thread once warm, with inflight tracking on or off: not
+ * in the duty cycle, not in the idle strategy (busy-spin, or sleeping on the kick eventfd), not in
+ * the runner's loop. The agent reads
  * its thread's allocated bytes at two checkpoints, {@link #MEASURED} chains apart; the window holds
  * thousands of sleeps, a path far colder than the chains (which is why the eventfd downcalls must not
  * allocate even before C2 compiles them: see {@code Libc}).
