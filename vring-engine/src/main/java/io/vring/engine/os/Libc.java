@@ -139,6 +139,8 @@ public final class Libc {
     private static final MethodHandle POLL_UNCAPTURED = uncapturedDowncall("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle CLOSE = downcall("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final MethodHandle GETPID = downcall("getpid", FunctionDescriptor.of(JAVA_INT));
+    /** int pipe2(int pipefd[2], int flags). */
+    private static final MethodHandle PIPE2 = downcall("pipe2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
     /** open and fcntl are variadic: the third argument must be passed the variadic way (it sets %al on x86_64). */
     private static final MethodHandle OPEN = downcall("open", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
             Linker.Option.firstVariadicArg(2));
@@ -524,6 +526,25 @@ public final class Libc {
             throw failure(s, "fcntl", "fd=" + fd + ", cmd=" + cmd);
         }
         return r;
+    }
+
+    /**
+     * {@code pipe2(fds, flags)}: a new pipe (e.g. the vhost-user DEVICE_STATE transfer channel).
+     *
+     * @param flags {@link #O_CLOEXEC} and/or {@link #O_NONBLOCK}, applied to both ends
+     * @return {read end, write end}, both owned by the caller
+     */
+    public static int[] pipe2(int flags) {
+        ThreadScratch s = SCRATCH.get();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment fds = arena.allocate(JAVA_INT, 2);
+            if ((int) PIPE2.invokeExact(s.capture, fds, flags) != 0) {
+                throw failure(s, "pipe2", "flags=0x" + Integer.toHexString(flags));
+            }
+            return new int[] {fds.getAtIndex(JAVA_INT, 0), fds.getAtIndex(JAVA_INT, 1)};
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
     }
 
     /** {@code getpid()}: this process's id; cannot fail. */
