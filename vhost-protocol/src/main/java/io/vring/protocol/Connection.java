@@ -339,7 +339,8 @@ public final class Connection implements AutoCloseable {
     }
 
     /**
-     * Closes the socket. A thread blocked in {@link #receive()} wakes with
+     * Closes the socket, shutting it down first (junixsocket always does): a duplicate of the fd
+     * elsewhere, e.g. one sent to a peer, sees the connection end too. A thread blocked in {@link #receive()} wakes with
      * {@link VhostUserError#Disconnect}. Fds already received belong to their messages and stay open.
      */
     @Override
@@ -383,21 +384,22 @@ public final class Connection implements AutoCloseable {
                 throw new VhostUserException(VhostUserError.Disconnect, "connection closed while waiting for a message");
             }
             long leftNanos = deadline - System.nanoTime();
-            if (leftNanos <= 0) {
-                if (bytesOfMessage == 0) {
-                    throw new VhostUserException(VhostUserError.SocketRetry, "no message arrived in time");
-                }
-                markBroken("timed out inside a message");
-                throw new VhostUserException(VhostUserError.SocketBroken,
-                        "timed out after " + bytesOfMessage + " bytes of a message");
-            }
-            int slice = (int) Math.min(POLL_SLICE_MILLIS, TimeUnit.NANOSECONDS.toMillis(leftNanos) + 1);
+            // Poll even when the time is up: bytes that are already there are not late.
+            int slice = (int) Math.max(0, Math.min(POLL_SLICE_MILLIS, TimeUnit.NANOSECONDS.toMillis(leftNanos) + 1));
             try {
                 if (Libc.poll(fd, Libc.POLLIN, slice) != 0) {
                     return;
                 }
             } catch (NativeCallException e) {
                 throw new VhostUserException(VhostUserError.Disconnect, "connection closed while waiting for a message", e);
+            }
+            if (deadline - System.nanoTime() <= 0) {
+                if (bytesOfMessage == 0) {
+                    throw new VhostUserException(VhostUserError.SocketRetry, "no message arrived in time");
+                }
+                markBroken("timed out inside a message");
+                throw new VhostUserException(VhostUserError.SocketBroken,
+                        "timed out after " + bytesOfMessage + " bytes of a message");
             }
         }
     }

@@ -4,6 +4,7 @@ import io.vring.engine.RingKind;
 import io.vring.engine.RingPlacement;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.memory.GuestMemory;
+import io.vring.engine.os.Libc;
 import io.vring.protocol.message.MemoryRegion;
 import io.vring.protocol.message.MemoryTable;
 import io.vring.protocol.message.ProtocolFeatures;
@@ -305,17 +306,28 @@ public final class FrontendDevice implements AutoCloseable {
                 ProtocolFeatures.describe(protocol));
     }
 
+    /**
+     * A socketpair from libc rather than {@link Connection#pair()}: closing a junixsocket socket
+     * shuts it down, which would end the back-end's duplicate of the end we hand over as well.
+     */
     private void openBackendChannel(long protocol) {
-        ConnectionPair pair = Connection.pair();
+        int[] fds = Libc.unixStreamSocketPair();
+        Connection ours;
         try {
-            backend.setBackendReqFd(pair.second().fd());
+            ours = Connection.adopt(fds[0]);
         } catch (RuntimeException e) {
-            pair.close();
+            Libc.close(fds[1]);
+            throw e;
+        }
+        try {
+            backend.setBackendReqFd(fds[1]);
+        } catch (RuntimeException e) {
+            ours.close();
             throw e;
         } finally {
-            pair.second().close(); // the back-end has its own copy now
+            Libc.close(fds[1]); // the back-end has its own copy now
         }
-        backendChannel = FrontendServer.start(pair.first(), protocol, config.backendEvents());
+        backendChannel = FrontendServer.start(ours, protocol, config.backendEvents());
     }
 
     /** One region holding every ring's areas and data, then the driver side of each ring. */
