@@ -83,7 +83,8 @@ final class BackendSession {
     private boolean protocolFeaturesSet;
     private long ackedProtocolFeatures;
     private volatile int status;
-    private int backendChannelFd = -1;
+    /** The back-end channel of SET_BACKEND_REQ_FD, or null. Read by other threads (config change). */
+    private volatile FrontendClient backendChannel;
     /** The inflight region of SET_INFLIGHT_FD (or the one GET_INFLIGHT_FD made), or null. */
     private SharedMemory inflightMapping;
     private InflightBuffer inflight;
@@ -230,7 +231,7 @@ final class BackendSession {
             }
             case SET_BACKEND_REQ_FD -> {
                 closeBackendChannel();
-                backendChannelFd = m.takeFd(0);
+                backendChannel = FrontendClient.adopt(m.takeFd(0), ackedProtocolFeatures);
             }
             case RESET_DEVICE -> resetDevice();
             case SET_STATUS -> {
@@ -665,9 +666,28 @@ final class BackendSession {
     // ---- teardown ----
 
     private void closeBackendChannel() {
-        if (backendChannelFd >= 0) {
-            Libc.close(backendChannelFd);
-            backendChannelFd = -1;
+        FrontendClient c = backendChannel;
+        backendChannel = null;
+        if (c != null) {
+            c.close();
+        }
+    }
+
+    /**
+     * Tells the front-end the device's config space changed (BACKEND_CONFIG_CHANGE_MSG), if the
+     * back-end channel and CONFIG were negotiated; returns whether the message went out. Any thread.
+     */
+    boolean configChanged() {
+        FrontendClient c = backendChannel;
+        if (c == null || !ProtocolFeatures.has(ackedProtocolFeatures, ProtocolFeatures.CONFIG)) {
+            return false;
+        }
+        try {
+            c.configChanged();
+            return true;
+        } catch (VhostUserException e) {
+            LOG.log(Level.WARNING, "{0}: config change notification failed: {1}", name, e.getMessage());
+            return false;
         }
     }
 
