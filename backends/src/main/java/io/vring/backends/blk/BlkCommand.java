@@ -86,14 +86,14 @@ public final class BlkCommand implements Callable<Integer> {
             device.close();
             throw e;
         }
-        System.out.println("vring blk: " + (client ? "connecting to " : "listening on ") + socket + ", " + image.describe()
-                + ", " + queues + " queue(s), " + ioThreads + " I/O thread(s)");
         Thread hook = new Thread(() -> {
             server.close();
             device.close();
             System.out.println("vring blk: " + device.stats() + "; " + server.stats());
         });
         Runtime.getRuntime().addShutdownHook(hook);
+        System.out.println("vring blk: " + (client ? "connecting to " : "listening on ") + socket + ", " + image.describe()
+                + ", " + queues + " queue(s), " + ioThreads + " I/O thread(s)");
         server.awaitClose();
         return 0;
     }
