@@ -244,7 +244,9 @@ public final class BlkBackend implements Backend, AutoCloseable {
                 default -> throw new IllegalStateException("request type " + r.type + " reached an I/O thread");
             }
             r.status = BlkLayout.S_OK;
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
+            // Whatever went wrong, the request completes: a request that never comes back would
+            // hang GET_VRING_BASE, which waits for every request on the disk.
             r.status = BlkLayout.S_IOERR;
             r.usedLength = 1;
             stats.ioErrors.increment();
