@@ -141,6 +141,7 @@ public final class ReportWriter {
 
         throughputTable(results, md, gc);
         latencyTable(results, md, gc);
+        controlPlaneTable(results, md);
         notificationTable(results, md);
         goals(results, md, gc);
         for (String plot : plots) {
@@ -212,6 +213,24 @@ public final class ReportWriter {
                 md.append(' ').append(bytes(r.secondaryScore("gc.alloc.rate.norm"))).append(" |");
             }
             md.append('\n');
+        }
+        md.append('\n');
+    }
+
+    private static void controlPlaneTable(List<Result> results, StringBuilder md) {
+        Optional<Result> vring = find(results, "ControlPlane.getFeaturesRoundTrip").stream().findFirst();
+        Optional<Result> raw = find(results, "ControlPlane.rawSocketPingPong").stream().findFirst();
+        if (vring.isEmpty()) {
+            return;
+        }
+        md.append("## Control plane (one request and its reply, 12 + 20 bytes, ns)\n\n");
+        md.append("| path | p50 | p99 | p99.9 | p50 ratio to raw |\n|---|---:|---:|---:|---:|\n");
+        for (Result r : List.of(vring, raw).stream().flatMap(Optional::stream).toList()) {
+            md.append("| ").append(r == vring.get() ? "GET_FEATURES via Connection + BackendServer"
+                            : "raw junixsocket ping-pong").append(" | ")
+                    .append(ns(r.percentile("50.0"))).append(" | ").append(ns(r.percentile("99.0"))).append(" | ")
+                    .append(ns(r.percentile("99.9"))).append(" | ")
+                    .append(raw.map(p -> ratio(r.percentile("50.0"), p.percentile("50.0"))).orElse("–")).append(" |\n");
         }
         md.append('\n');
     }
