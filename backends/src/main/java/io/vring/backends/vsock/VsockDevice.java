@@ -46,6 +46,7 @@ public final class VsockDevice implements Backend, AutoCloseable {
     private final TxProcessor tx;
     private final RxProcessor rx;
     private final HostSide host;
+    private boolean closed;
 
     private VsockDevice(VsockConfig config, ConnectionTable table, HostSide host) {
         this.config = config;
@@ -165,6 +166,12 @@ public final class VsockDevice implements Backend, AutoCloseable {
     /** Stops the host thread, closes every host socket and the listener, and removes {@code <uds-path>}. */
     @Override
     public void close() {
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+        }
         host.close();
         reset();
     }
