@@ -249,17 +249,19 @@ final class ConnectionTable {
     }
 
     /**
-     * Ends a connection with nothing left to carry: the guest will send no more, the backlog is
-     * written, and either the guest will not receive or the host has nothing more to send. The guest
-     * gets the final RST. A guest that closed both ways while the backlog cannot drain gets two seconds.
+     * Ends a connection the guest closed both ways (SHUTDOWN with RCV and SEND, what Linux sends on
+     * close()) once the backlog is written: the guest gets the final RST. If the backlog cannot drain
+     * the connection is reset after two seconds. A host EOF alone only half-closes (SHUTDOWN(SEND) to
+     * the guest): the guest may still be reading what came before it, and its close ends the connection.
      */
     void closeIfFinished(VsockConnection connection) {
-        if (connection.state == VsockConnection.State.CLOSED || !connection.guestShutdownSend) {
+        if (connection.state == VsockConnection.State.CLOSED || !connection.guestShutdownSend
+                || !connection.guestShutdownRcv) {
             return;
         }
-        if (connection.backlogSize() == 0 && (connection.guestShutdownRcv || connection.hostEof)) {
-            reset(connection, "both directions are closed");
-        } else if (connection.guestShutdownRcv && connection.deadline == 0) {
+        if (connection.backlogSize() == 0) {
+            reset(connection, "the guest closed both directions");
+        } else if (connection.deadline == 0) {
             connection.deadline = System.nanoTime() + VsockDevice.CLOSE_TIMEOUT_NANOS;
         }
     }

@@ -30,6 +30,7 @@ import static io.vring.backends.vsock.VsockHeader.*;
 final class TxProcessor {
     private static final System.Logger LOG = System.getLogger(TxProcessor.class.getName());
     private static final int BATCH = 64;
+    private static final String NO_CONNECTION = "no such connection";
 
     private final ConnectionTable table;
     private final VsockConfig config;
@@ -95,6 +96,13 @@ final class TxProcessor {
             return;
         }
         String problem = problem(op, type, len, connection);
+        if (problem == NO_CONNECTION) {
+            // Normal after a close: a guest still reading sends CREDIT_UPDATEs for a while. RST, quietly.
+            table.stats.strays++;
+            LOG.log(System.Logger.Level.DEBUG, "{0}: {1} for no connection; RST", table.name(), VsockHeader.opName(op));
+            table.queueReset(localPort, peerPort, type);
+            return;
+        }
         if (problem != null) {
             malformed(header.describe() + ": " + problem + "; RST");
             refuse(connection, localPort, peerPort, type, problem);
@@ -135,7 +143,7 @@ final class TxProcessor {
             return connection == null ? null : "REQUEST for a connection already open";
         }
         if (connection == null) {
-            return "no such connection";
+            return NO_CONNECTION;
         }
         if (connection.type != type) {
             return "type " + type + " on a connection of type " + connection.type;

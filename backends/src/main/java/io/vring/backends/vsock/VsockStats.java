@@ -1,7 +1,9 @@
 package io.vring.backends.vsock;
 
 /**
- * Per-VM counters. Updated under the connection table's lock, read with {@link #snapshot()}.
+ * Per-VM counters. {@code strays} are packets for connections that no longer (or never) existed,
+ * answered with RST; {@code malformed} ones broke the protocol; {@code dropped} ones were not for us.
+ * Updated under the connection table's lock, read with {@link #snapshot()}.
  */
 public final class VsockStats {
     long guestConnections;
@@ -12,24 +14,25 @@ public final class VsockStats {
     long bytesHostToGuest;
     long creditStalls;
     long malformed;
+    long strays;
     long dropped;
 
     /** Counters at one instant, plus the number of open connections. */
     public record Snapshot(long guestConnections, long hostConnections, int open, long refused, long resetsSent,
                            long bytesGuestToHost, long bytesHostToGuest, long creditStalls, long malformed,
-                           long dropped) {
+                           long strays, long dropped) {
         /** One line, {@code key=value} pairs. */
         @Override
         public String toString() {
             return "connections guest=" + guestConnections + " host=" + hostConnections + " open=" + open
                     + " refused=" + refused + " rst-sent=" + resetsSent
                     + " bytes guest->host=" + bytesGuestToHost + " host->guest=" + bytesHostToGuest
-                    + " credit-stalls=" + creditStalls + " malformed=" + malformed + " dropped=" + dropped;
+                    + " credit-stalls=" + creditStalls + " malformed=" + malformed + " strays=" + strays + " dropped=" + dropped;
         }
     }
 
     Snapshot snapshot(int open) {
         return new Snapshot(guestConnections, hostConnections, open, refused, resetsSent, bytesGuestToHost,
-                bytesHostToGuest, creditStalls, malformed, dropped);
+                bytesHostToGuest, creditStalls, malformed, strays, dropped);
     }
 }

@@ -143,6 +143,8 @@ class MalformedPacketTest {
         assertRst(quiet(), PORT, 50006, Packet.STREAM);
         driver.send(raw(50006, PORT, Packet.STREAM, Packet.RST, new byte[0]), GuestDriver.Split.WHOLE);
         assertEquals(List.of(), quiet(), "never an RST for an RST");
+        assertEquals(2, driver.device.stats().strays(), "counted as strays, not as malformed");
+        assertEquals(0, driver.device.stats().malformed());
         close();
     }
 

@@ -39,7 +39,12 @@ class ShutdownTest {
                 guest.await(() -> socket.receivedTotal == 5, "the reply after the half-close");
                 assertEquals("reply", new String(socket.receivedBytes(), StandardCharsets.US_ASCII));
                 host.close();
-                guest.await(() -> socket.reset, "RST once both directions are closed");
+                guest.await(() -> socket.peerShutdown == Packet.SHUTDOWN_SEND, "SHUTDOWN(SEND) for the host's close");
+                guest.settle(Duration.ofMillis(100));
+                assertFalse(socket.reset, "no RST while the guest may still read");
+                // The guest's close() ends it: SHUTDOWN both ways, answered with the final RST.
+                socket.send(Packet.SHUTDOWN, Packet.SHUTDOWN_RCV | Packet.SHUTDOWN_SEND, new byte[0]);
+                guest.await(() -> socket.reset, "RST once the guest closed");
                 GuestDriver.deadline(() -> driver.device.stats().open() == 0, "the connection to go");
             }
         }
