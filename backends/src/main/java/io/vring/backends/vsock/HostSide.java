@@ -89,12 +89,9 @@ final class HostSide implements AutoCloseable {
         while (running) {
             try {
                 selector.select(onReady, TICK_MILLIS);
-                table.lock.lock();
-                try {
+                synchronized (table.lock) {
                     expire(System.nanoTime());
                     table.wakeRxIfQueued();
-                } finally {
-                    table.lock.unlock();
                 }
             } catch (IOException | RuntimeException e) {
                 if (running) {
@@ -114,12 +111,9 @@ final class HostSide implements AutoCloseable {
         } else if (attachment instanceof Handshake handshake) {
             handshake(key, handshake);
         } else {
-            table.lock.lock();
-            try {
+            synchronized (table.lock) {
                 connectionReady(key, (VsockConnection) attachment);
                 table.wakeRxIfQueued();
-            } finally {
-                table.lock.unlock();
             }
         }
     }
@@ -183,12 +177,9 @@ final class HostSide implements AutoCloseable {
             reject(key, handshake, "expected CONNECT <port>, got \"" + text + "\"");
             return;
         }
-        table.lock.lock();
-        try {
+        synchronized (table.lock) {
             connectToGuest(key, handshake, (int) port, rest);
             table.wakeRxIfQueued();
-        } finally {
-            table.lock.unlock();
         }
     }
 
@@ -297,11 +288,8 @@ final class HostSide implements AutoCloseable {
     }
 
     private VsockStats.Snapshot stats() {
-        table.lock.lock();
-        try {
+        synchronized (table.lock) {
             return table.stats.snapshot(table.open());
-        } finally {
-            table.lock.unlock();
         }
     }
 

@@ -42,8 +42,7 @@ final class RxProcessor {
 
     int process(DeviceQueue queue) {
         int done = 0;
-        table.lock.lock();
-        try {
+        synchronized (table.lock) {
             while (done < BATCH) {
                 if (held == null) {
                     if (!table.rxHasWork()) {
@@ -71,8 +70,6 @@ final class RxProcessor {
                 held = null;
                 done++;
             }
-        } finally {
-            table.lock.unlock();
         }
         return done;
     }

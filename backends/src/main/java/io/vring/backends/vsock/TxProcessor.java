@@ -53,12 +53,9 @@ final class TxProcessor {
         int done = 0;
         DescriptorChain chain;
         while (done < BATCH && (chain = queue.poll()) != null) {
-            table.lock.lock();
-            try {
+            synchronized (table.lock) {
                 handle(chain);
                 table.wakeRxIfQueued();
-            } finally {
-                table.lock.unlock();
             }
             // The guest ignores the used length of a tx buffer; 0 as the reference devices write.
             queue.addUsed(chain, 0);

@@ -107,12 +107,9 @@ public final class VsockDevice implements Backend, AutoCloseable {
     @Override
     public void start(int queueIndex, DeviceQueue queue, RingHandle handle) {
         if (queueIndex == RX_QUEUE) {
-            table.lock.lock();
-            try {
+            synchronized (table.lock) {
                 rx.forget();
                 table.rxHandle(handle);
-            } finally {
-                table.lock.unlock();
             }
             handle.wakeUp();
         }
@@ -130,12 +127,9 @@ public final class VsockDevice implements Backend, AutoCloseable {
     @Override
     public void stop(int queueIndex, DeviceQueue queue) {
         if (queueIndex == RX_QUEUE) {
-            table.lock.lock();
-            try {
+            synchronized (table.lock) {
                 table.rxHandle(null);
                 rx.stop(queue);
-            } finally {
-                table.lock.unlock();
             }
         }
     }
@@ -143,23 +137,17 @@ public final class VsockDevice implements Backend, AutoCloseable {
     /** The driver is gone or reset: every connection ends and its host socket is closed. */
     @Override
     public void reset() {
-        table.lock.lock();
-        try {
+        synchronized (table.lock) {
             int closed = table.clear();
             rx.forget();
             LOG.log(System.Logger.Level.INFO, "{0}: device reset, {1} connection(s) closed", table.name(), closed);
-        } finally {
-            table.lock.unlock();
         }
     }
 
     /** This VM's counters and open connections now. */
     public VsockStats.Snapshot stats() {
-        table.lock.lock();
-        try {
+        synchronized (table.lock) {
             return table.stats.snapshot(table.open());
-        } finally {
-            table.lock.unlock();
         }
     }
 

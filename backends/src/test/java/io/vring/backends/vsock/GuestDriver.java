@@ -218,6 +218,11 @@ final class GuestDriver implements AutoCloseable {
         rx.publish();
     }
 
+    /** Bytes the rx and tx workers have allocated so far. */
+    long[] workerAllocations() {
+        return new long[] {rxRunner.allocatedBytes(), txRunner.allocatedBytes()};
+    }
+
     int postedRx() {
         return rxInFlight.size();
     }

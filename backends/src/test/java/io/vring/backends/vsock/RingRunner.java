@@ -47,6 +47,12 @@ final class RingRunner implements RingHandle, AutoCloseable {
         }
     }
 
+    /** Bytes the worker thread has allocated so far (HotSpot's per-thread counter). */
+    long allocatedBytes() {
+        return ((com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean())
+                .getThreadAllocatedBytes(thread.threadId());
+    }
+
     /** What the worker thread threw, or null: a device must never let an exception out of process. */
     Throwable failure() {
         return failure;
