@@ -35,6 +35,7 @@ final class ConnectionTable {
      */
     final Object lock = new Object();
     final VsockStats stats = new VsockStats();
+    final GuestWarnings warnings;
     private final String name;
     private final Long2ObjectHashMap<VsockConnection> connections = new Long2ObjectHashMap<>();
     private final IntHashSet hostPorts = new IntHashSet();
@@ -51,6 +52,7 @@ final class ConnectionTable {
 
     ConnectionTable(String name) {
         this.name = name;
+        this.warnings = new GuestWarnings(LOG, name);
     }
 
     void selector(Selector selector) {
@@ -129,8 +131,8 @@ final class ConnectionTable {
     void queueReset(int localPort, int peerPort, int type) {
         if (resetCount == MAX_PENDING_RESETS) {
             stats.dropped++;
-            LOG.log(System.Logger.Level.WARNING, "{0}: {1} RSTs wait for rx buffers; dropping the RST to guest port {2}",
-                    name, MAX_PENDING_RESETS, Integer.toUnsignedString(peerPort));
+            warnings.warn(MAX_PENDING_RESETS + " RSTs wait for rx buffers; dropping the RST to guest port "
+                    + Integer.toUnsignedString(peerPort));
             return;
         }
         int slot = ((resetHead + resetCount) % MAX_PENDING_RESETS) * 3;

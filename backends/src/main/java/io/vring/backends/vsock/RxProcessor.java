@@ -23,7 +23,6 @@ import static io.vring.backends.vsock.VsockHeader.*;
  * the next packet; the queue's flyweight stays valid because nothing polls the ring meanwhile.
  */
 final class RxProcessor {
-    private static final System.Logger LOG = System.getLogger(RxProcessor.class.getName());
     private static final int BATCH = 64;
 
     private final ConnectionTable table;
@@ -54,8 +53,8 @@ final class RxProcessor {
                     }
                     if (chain.writableBytes() < SIZE) {
                         table.stats.malformed++;
-                        LOG.log(System.Logger.Level.WARNING, "{0}: rx chain with {1} writable bytes cannot hold a header; returned empty",
-                                table.name(), chain.writableBytes());
+                        table.warnings.warn("rx chain with " + chain.writableBytes()
+                                + " writable bytes cannot hold a header; returned empty");
                         queue.addUsed(chain, 0);
                         done++;
                         continue;

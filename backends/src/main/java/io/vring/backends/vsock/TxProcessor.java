@@ -272,12 +272,12 @@ final class TxProcessor {
 
     private void malformed(String what) {
         table.stats.malformed++;
-        LOG.log(System.Logger.Level.WARNING, "{0}: malformed guest packet: {1}", table.name(), what);
+        table.warnings.warn("malformed guest packet: " + what);
     }
 
     private void dropped(String what) {
         table.stats.dropped++;
-        LOG.log(System.Logger.Level.WARNING, "{0}: dropped guest packet: {1}", table.name(), what);
+        table.warnings.warn("dropped guest packet: " + what);
     }
 
     private static void closeQuietly(SocketChannel channel) {
