@@ -34,9 +34,19 @@ final class RawFrontend implements AutoCloseable {
     final Connection connection;
     final SharedMemory memory;
 
+    private final boolean ownsMemory;
+
     RawFrontend(Path socket, long memoryBytes) {
         this.connection = Connection.connect(socket);
         this.memory = SharedMemory.create("raw-frontend", memoryBytes);
+        this.ownsMemory = true;
+    }
+
+    /** A front-end on guest memory that outlives it (a reconnect keeps the guest). */
+    RawFrontend(Path socket, SharedMemory guest) {
+        this.connection = Connection.connect(socket);
+        this.memory = guest;
+        this.ownsMemory = false;
     }
 
     /** Sends without asking for a reply. */
@@ -107,6 +117,16 @@ final class RawFrontend implements AutoCloseable {
         final long dataGpa;
         final RingPlacement plan;
         int nextValue;
+
+        /** The same ring areas and driver as {@code previous} (a front-end reconnecting to the same guest). */
+        Ring(int index, RingKind kind, int size, long features, boolean busyPoll, Ring previous) {
+            this.index = index;
+            this.plan = previous.plan;
+            this.dataGpa = previous.dataGpa;
+            this.driver = previous.driver;
+            this.kick = busyPoll ? null : EventFd.create();
+            this.nextValue = previous.nextValue;
+        }
 
         Ring(int index, RingKind kind, int size, long features, boolean busyPoll) {
             this.index = index;
@@ -183,6 +203,37 @@ final class RawFrontend implements AutoCloseable {
             }
         }
 
+        /** Waits for {@code n} used chains; counts each completed value in {@code completions} and checks its answer. */
+        void collectIds(int n, int[] completions, long timeoutMillis) {
+            long deadline = System.currentTimeMillis() + timeoutMillis;
+            MemorySegment m = memory.segment();
+            int got = 0;
+            while (got < n) {
+                int id = driver.pollUsed();
+                if (id >= 0) {
+                    // The ids are descriptor heads; find the value by scanning the data slots that hold an answer.
+                    got++;
+                    continue;
+                }
+                if (System.currentTimeMillis() > deadline) {
+                    throw new AssertionError("ring " + index + ": " + got + " of " + n + " used chains within "
+                            + timeoutMillis + " ms");
+                }
+                if (!driver.enableUsedNotification()) {
+                    call.await(20);
+                }
+                driver.disableUsedNotification();
+            }
+            for (int v = 0; v < nextValue; v++) {
+                int slot = (v % driver.size()) * DATA_PER_CHAIN;
+                int answer = m.get(IncrementBackend.U32, dataGpa + slot + 4);
+                if (answer == v + 1) {
+                    completions[v]++;
+                    m.set(IncrementBackend.U32, dataGpa + slot + 4, -2); // counted; a second completion would write v + 1 again
+                }
+            }
+        }
+
         @Override
         public void close() {
             call.close();
@@ -195,6 +246,8 @@ final class RawFrontend implements AutoCloseable {
     @Override
     public void close() {
         connection.close();
-        memory.close();
+        if (ownsMemory) {
+            memory.close();
+        }
     }
 }
