@@ -33,7 +33,7 @@ class MalformedPacketTest {
     private HostEnd bystanderHost;
 
     private void open() throws Exception {
-        driver = new GuestDriver(dir, RingKind.SPLIT);
+        driver = GuestDriver.of(dir, RingKind.SPLIT);
         server = HostEnd.listen(driver.config.listenerPath(PORT));
         guest = new GuestStack(driver);
         bystander = guest.connectAndWait(PORT, 65536);
