@@ -79,6 +79,11 @@ final class GuestDriver implements AutoCloseable {
 
     GuestDriver(Path dir, RingKind kind, boolean indirect, int txBufferSize, RxLayout rxLayout, int rxBufferSize,
                 long seed) throws IOException {
+        this(dir, kind, indirect, txBufferSize, rxLayout, rxBufferSize, seed, VsockDevice.MAX_CONNECTIONS);
+    }
+
+    GuestDriver(Path dir, RingKind kind, boolean indirect, int txBufferSize, RxLayout rxLayout, int rxBufferSize,
+                long seed, int maxConnections) throws IOException {
         this.config = new VsockConfig(GUEST_CID, dir.resolve("vhost.sock"), dir.resolve("vm.vsock"), txBufferSize,
                 1024, List.of());
         this.indirect = indirect;
@@ -108,7 +113,7 @@ final class GuestDriver implements AutoCloseable {
         this.frontend = null;
         this.server = null;
         freeAllSlots();
-        this.device = VsockDevice.open(config);
+        this.device = VsockDevice.open(config, maxConnections);
         device.featuresAcked(features);
         this.rxRunner = new RingRunner("vsock-rx-worker", VsockDevice.RX_QUEUE, device, rxDevice);
         this.txRunner = new RingRunner("vsock-tx-worker", VsockDevice.TX_QUEUE, device, txDevice);
