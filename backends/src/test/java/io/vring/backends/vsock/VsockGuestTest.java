@@ -67,7 +67,8 @@ class VsockGuestTest {
             serverStats = server.stats();
             Future<?> echoes = host.submit(() -> {
                 for (int round = 0; round < 2; round++) {
-                    try (HostEnd end = HostEnd.accept(echo)) {
+                    // The guest may take a while to boot and get there on a loaded machine.
+                    try (HostEnd end = HostEnd.accept(echo, STEP.multipliedBy(2))) {
                         byte[] got = end.readToEnd();
                         end.write(GuestToHostTest.reversed(got));
                     }
