@@ -89,7 +89,9 @@ public final class BlkBackend implements Backend, AutoCloseable {
 
     @Override
     public long protocolFeatures() {
-        return ProtocolFeatures.bit(ProtocolFeatures.CONFIG);
+        // INFLIGHT_SHMFD: a block request can be executed again after a crash (reads and writes of
+        // the same bytes are idempotent), so the server may resubmit what a killed back-end had in flight.
+        return ProtocolFeatures.bit(ProtocolFeatures.CONFIG) | ProtocolFeatures.bit(ProtocolFeatures.INFLIGHT_SHMFD);
     }
 
     @Override
