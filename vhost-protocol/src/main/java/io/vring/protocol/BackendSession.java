@@ -4,12 +4,17 @@ import io.vring.engine.DeviceQueue;
 import io.vring.engine.RingAddresses;
 import io.vring.engine.RingKind;
 import io.vring.engine.VirtioFeatures;
+import io.vring.engine.inflight.InflightBuffer;
+import io.vring.engine.inflight.InflightRegionException;
 import io.vring.engine.memory.GuestMemory;
+import io.vring.engine.memory.SharedMemory;
+import io.vring.engine.os.NativeCallException;
 import io.vring.engine.notify.EventFd;
 import io.vring.engine.os.Libc;
 import io.vring.protocol.message.DeviceConfig;
 import io.vring.protocol.message.DeviceStateTransfer;
 import io.vring.protocol.message.FrontendRequest;
+import io.vring.protocol.message.InflightDescription;
 import io.vring.protocol.message.MemoryTable;
 import io.vring.protocol.message.ProtocolFeatures;
 import io.vring.protocol.message.SingleMemoryRegion;
@@ -32,8 +37,9 @@ import java.util.List;
  * request that is well-formed but wrong (a feature that was not negotiated, a ring index out of
  * range, an address outside guest memory, a request out of order) is refused: logged, answered with a
  * failed ack when the front-end asked for one, and the session goes on. A refused request that has
- * a reply of its own ends the session, as there is no way to answer it (GET_CONFIG excepted: its
- * error reply is a config of size 0).
+ * a reply of its own ends the session, as there is no way to answer it, except where the reply has
+ * an error form: GET_CONFIG (a config of size 0) and the requests whose reply is a u64 status
+ * (IOTLB_MSG, POSTCOPY_END, SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE: 1).
  */
 final class BackendSession {
     private static final System.Logger LOG = System.getLogger(BackendSession.class.getName());
@@ -47,12 +53,15 @@ final class BackendSession {
             | ProtocolFeatures.bit(ProtocolFeatures.RESET_DEVICE);
     /** Protocol features offered only when the device asks for them. */
     static final long DEVICE_PROTOCOL_FEATURES = ProtocolFeatures.bit(ProtocolFeatures.CONFIG)
-            | ProtocolFeatures.bit(ProtocolFeatures.DEVICE_STATE);
+            | ProtocolFeatures.bit(ProtocolFeatures.DEVICE_STATE) | ProtocolFeatures.bit(ProtocolFeatures.INFLIGHT_SHMFD);
     /** Ring features the engine implements for every device; QEMU 7.2 may set them unoffered. */
     static final long ENGINE_RING_FEATURES = VirtioFeatures.bit(VirtioFeatures.EVENT_IDX)
             | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC) | VirtioFeatures.bit(VirtioFeatures.RING_PACKED)
             | VirtioFeatures.bit(VirtioFeatures.IN_ORDER) | VirtioFeatures.bit(VirtioFeatures.VERSION_1);
     static final long PROTOCOL_FEATURES_BIT = ProtocolFeatures.bit(ProtocolFeatures.VIRTIO_PROTOCOL_FEATURES);
+    /** Requests whose own reply is a u64 status (0 success): a refusal answers them with a failure. */
+    static final java.util.Set<FrontendRequest> STATUS_REPLIES = java.util.EnumSet.of(FrontendRequest.IOTLB_MSG,
+            FrontendRequest.POSTCOPY_END, FrontendRequest.SET_DEVICE_STATE_FD, FrontendRequest.CHECK_DEVICE_STATE);
     /** Memory slots offered through GET_MAX_MEM_SLOTS. */
     static final int MAX_MEM_SLOTS = 32;
     /** Virtio status bit the device sets when a queue broke. */
@@ -74,7 +83,11 @@ final class BackendSession {
     private boolean protocolFeaturesSet;
     private long ackedProtocolFeatures;
     private volatile int status;
-    private int backendChannelFd = -1;
+    /** The back-end channel of SET_BACKEND_REQ_FD, or null. Read by other threads (config change). */
+    private volatile FrontendClient backendChannel;
+    /** The inflight region of SET_INFLIGHT_FD (or the one GET_INFLIGHT_FD made), or null. */
+    private SharedMemory inflightMapping;
+    private InflightBuffer inflight;
 
     BackendSession(Connection connection, Backend backend, BackendServer.Options options, ServerStats stats) {
         this.connection = connection;
@@ -139,6 +152,8 @@ final class BackendSession {
             LOG.log(Level.WARNING, "{0}: refused {1}: {2}", name, request.name(), e.getMessage());
             if (request == FrontendRequest.GET_CONFIG) {
                 connection.sendReply(request, new DeviceConfig(0, 0, new byte[0]));
+            } else if (STATUS_REPLIES.contains(request)) {
+                connection.sendReply(request, new U64Payload(U64Payload.ACK_FAILED));
             } else if (request.alwaysReplies()) {
                 throw new VhostUserException(e.kind(), request.name() + " cannot be answered: " + e.getMessage(), e);
             } else if (wantsAck(request, m)) {
@@ -216,7 +231,7 @@ final class BackendSession {
             }
             case SET_BACKEND_REQ_FD -> {
                 closeBackendChannel();
-                backendChannelFd = m.takeFd(0);
+                backendChannel = FrontendClient.adopt(m.takeFd(0), ackedProtocolFeatures);
             }
             case RESET_DEVICE -> resetDevice();
             case SET_STATUS -> {
@@ -227,6 +242,8 @@ final class BackendSession {
                 status = (int) v;
             }
             case GET_STATUS -> connection.sendReply(request, new U64Payload(Integer.toUnsignedLong(status)));
+            case GET_INFLIGHT_FD -> getInflightFd(InflightDescription.decode(p));
+            case SET_INFLIGHT_FD -> setInflightFd(InflightDescription.decode(p), m.takeFd(0));
             case SET_DEVICE_STATE_FD -> connection.sendReply(request, new U64Payload(setDeviceStateFd(m)));
             case CHECK_DEVICE_STATE -> connection.sendReply(request, new U64Payload(checkDeviceState()));
             default -> throw new VhostUserException(VhostUserError.InvalidOperation, request.name()
@@ -294,7 +311,7 @@ final class BackendSession {
         } finally {
             for (Vring r : rings) {
                 if (wasRunning[r.index()]) {
-                    startRing(r);
+                    restartAfterMemoryChange(r);
                 }
             }
         }
@@ -406,6 +423,22 @@ final class BackendSession {
         }
     }
 
+    /**
+     * A ring that ran before a memory change runs again on the new snapshot. If it cannot (its areas
+     * were in a region the front-end removed) it stays stopped, and the front-end hears of it through
+     * the error eventfd and DEVICE_NEEDS_RESET, as for a ring that broke.
+     */
+    private void restartAfterMemoryChange(Vring r) {
+        try {
+            startRing(r);
+        } catch (VhostUserException e) {
+            stats.ringBroke();
+            LOG.log(Level.ERROR, "{0}: {1} cannot run after the memory change: {2}", name, r, e.getMessage());
+            status |= DEVICE_NEEDS_RESET;
+            r.signalErr();
+        }
+    }
+
     /** Starts {@code r} from what the front-end sent; refuses if something is missing. */
     private void startRing(Vring r) {
         GuestMemory snapshot = memory.snapshot();
@@ -429,11 +462,24 @@ final class BackendSession {
         DeviceQueue q = kind.device(queueName, snapshot, r.size(), areas, ackedFeatures & ~PROTOCOL_FEATURES_BIT,
                 r.availPosition(), r.usedPosition());
         q.errorNotifier(() -> ringBroke(r, q));
+        if (inflight != null && r.index() < inflight.numQueues() && !q.isBroken()) {
+            try {
+                int resubmitted = q.trackInflight(inflight, r.index());
+                if (resubmitted > 0) {
+                    LOG.log(Level.INFO, "{0}: {1}: {2} requests in flight before the restart are resubmitted first",
+                            name, r, Integer.toString(resubmitted));
+                }
+            } catch (InflightRegionException | IllegalArgumentException | IllegalStateException e) {
+                // trackInflight marked the queue broken for a refused region; the rest are ours to report
+                q.markBroken("inflight region refused: " + e.getMessage());
+            }
+        }
         RingWorker w = new RingWorker(r, backend, q, r.kick(), options.busyPoll(), "vring-" + queueName);
         r.started(q, w);
         stats.ringStarted(kind);
-        LOG.log(Level.INFO, "{0}: {1} started: {2}, {3} entries, avail {4}, {5}{6}", name, r, kind.name().toLowerCase(),
-                r.size(), r.availPosition(), r.kick() == null || options.busyPoll() ? "busy-poll" : "eventfd",
+        LOG.log(Level.INFO, "{0}: {1} started: {2}, {3} entries, avail 0x{4}, used 0x{5}, {6}{7}", name, r,
+                kind.name().toLowerCase(), Integer.toString(r.size()), Integer.toHexString(q.availPosition()),
+                Integer.toHexString(q.usedPosition()), r.kick() == null || options.busyPoll() ? "busy-poll" : "eventfd",
                 r.isEnabled() ? "" : ", disabled");
         backend.start(r.index(), q, w);
         w.start();
@@ -478,7 +524,87 @@ final class BackendSession {
             r.reset();
         }
         status = 0;
+        dropInflight(); // QEMU frees its region on reset and asks for a new one
         backend.reset();
+    }
+
+    // ---- inflight ----
+
+    /**
+     * GET_INFLIGHT_FD: a new zeroed memfd of num_queues x stride bytes for the ring layout the
+     * features chose, returned with its size. Kept mapped: QEMU hands it back with SET_INFLIGHT_FD.
+     */
+    private void getInflightFd(InflightDescription d) {
+        RingKind kind = RingKind.of(ackedFeatures);
+        int queues = d.numQueues();
+        if (queues < 1 || queues > rings.length) {
+            throw new VhostUserException(VhostUserError.InvalidParam, "GET_INFLIGHT_FD for " + queues
+                    + " queues; the device has " + rings.length);
+        }
+        long size;
+        try {
+            size = InflightBuffer.size(kind, queues, d.queueSize());
+        } catch (InflightRegionException e) {
+            throw new VhostUserException(VhostUserError.InvalidParam, "GET_INFLIGHT_FD: " + e.getMessage(), e);
+        }
+        SharedMemory region = SharedMemory.create(name + "-inflight", size);
+        try {
+            replaceInflight(region, InflightBuffer.of(kind, region.segment(), queues, d.queueSize()));
+            connection.sendReply(FrontendRequest.GET_INFLIGHT_FD, new InflightDescription(size, 0, queues, d.queueSize()),
+                    region.fd());
+        } catch (RuntimeException e) {
+            if (inflightMapping == region) {
+                dropInflight();
+            } else {
+                region.close();
+            }
+            throw e;
+        }
+        LOG.log(Level.INFO, "{0}: inflight region of {1} bytes for {2} {3} queues of {4}", name, Long.toString(size),
+                Integer.toString(queues), kind.name().toLowerCase(), Integer.toString(d.queueSize()));
+    }
+
+    /** SET_INFLIGHT_FD: maps the region the front-end kept (after a reconnect: what the old back-end wrote). */
+    private void setInflightFd(InflightDescription d, int fd) {
+        for (Vring r : rings) {
+            if (r.isStarted()) {
+                Libc.close(fd);
+                throw new VhostUserException(VhostUserError.InvalidOperation, "SET_INFLIGHT_FD while " + r + " runs");
+            }
+        }
+        RingKind kind = RingKind.of(ackedFeatures);
+        if (d.numQueues() < 1 || d.numQueues() > rings.length) {
+            Libc.close(fd);
+            throw new VhostUserException(VhostUserError.InvalidParam, "SET_INFLIGHT_FD for " + d.numQueues()
+                    + " queues; the device has " + rings.length);
+        }
+        SharedMemory region;
+        try {
+            region = SharedMemory.openRange(fd, d.mmapOffset(), d.mmapSize());
+        } catch (IllegalArgumentException | NativeCallException e) {
+            throw new VhostUserException(VhostUserError.InvalidParam, "SET_INFLIGHT_FD: cannot map " + d + ": "
+                    + e.getMessage(), e);
+        }
+        try {
+            replaceInflight(region, InflightBuffer.of(kind, region.segment(), d.numQueues(), d.queueSize()));
+        } catch (InflightRegionException | IllegalArgumentException e) {
+            region.close();
+            throw new VhostUserException(VhostUserError.InvalidParam, "SET_INFLIGHT_FD: " + e.getMessage(), e);
+        }
+    }
+
+    private void replaceInflight(SharedMemory mapping, InflightBuffer buffer) {
+        dropInflight();
+        inflightMapping = mapping;
+        inflight = buffer;
+    }
+
+    private void dropInflight() {
+        if (inflightMapping != null) {
+            inflightMapping.close();
+        }
+        inflightMapping = null;
+        inflight = null;
     }
 
     // ---- config ----
@@ -540,9 +666,28 @@ final class BackendSession {
     // ---- teardown ----
 
     private void closeBackendChannel() {
-        if (backendChannelFd >= 0) {
-            Libc.close(backendChannelFd);
-            backendChannelFd = -1;
+        FrontendClient c = backendChannel;
+        backendChannel = null;
+        if (c != null) {
+            c.close();
+        }
+    }
+
+    /**
+     * Tells the front-end the device's config space changed (BACKEND_CONFIG_CHANGE_MSG), if the
+     * back-end channel and CONFIG were negotiated; returns whether the message went out. Any thread.
+     */
+    boolean configChanged() {
+        FrontendClient c = backendChannel;
+        if (c == null || !ProtocolFeatures.has(ackedProtocolFeatures, ProtocolFeatures.CONFIG)) {
+            return false;
+        }
+        try {
+            c.configChanged();
+            return true;
+        } catch (VhostUserException e) {
+            LOG.log(Level.WARNING, "{0}: config change notification failed: {1}", name, e.getMessage());
+            return false;
         }
     }
 
@@ -561,6 +706,7 @@ final class BackendSession {
             LOG.log(Level.ERROR, name + ": the device failed to reset", e);
         }
         deviceState.close();
+        dropInflight();
         closeBackendChannel();
         memory.close();
         connection.close();

@@ -1,6 +1,7 @@
 package io.vring.engine;
 
 import io.vring.engine.chain.DescriptorChain;
+import io.vring.engine.inflight.InflightBuffer;
 import io.vring.engine.notify.Notifier;
 
 /**
@@ -74,6 +75,36 @@ public interface DeviceQueue {
      * {@link #availPosition()} it is what a restarted device resumes from.
      */
     int usedPosition();
+
+    /**
+     * Starts inflight tracking (vhost-user INFLIGHT_SHMFD) on a queue just created at ring start,
+     * before its first {@code poll()}: validates queue {@code queueIndex}'s region of {@code buffer},
+     * recovers from it what a previous back-end popped and never completed, positions the queue
+     * there, and returns how many chains {@code poll()} will hand out again, in the order they were
+     * first popped, before any new one. They are walked and validated like any chain the driver
+     * offers; complete them as usual. From then on {@code poll()} records each chain in the region
+     * before returning it, and {@code publish()} clears the entries of the chains it publishes, in an
+     * order that leaves the region consistent at every instant a SIGKILL can land.
+     *
+     * <p>Positions: split resumes at used idx + inflight heads, whatever SET_VRING_BASE said; packed
+     * takes both positions from the region (QEMU's packed base after a crash is stale). A region
+     * never started (version 0: a buffer fresh from GET_INFLIGHT_FD) is laid out at the queue's
+     * current position, the queue keeps its base, and 0 is returned. A queue that is already broken
+     * (its rings unusable) does not touch the region and returns 0.
+     *
+     * <p>Without this call the data path is exactly the untracked one. Not for the data path: it
+     * allocates.
+     *
+     * @throws io.vring.engine.inflight.InflightRegionException if the region is refused (too small,
+     *         wrong version or queue size, contents no back-end could have written, or disagreeing with
+     *         the ring); the queue is then marked broken with the same reason
+     * @throws IllegalStateException    if chains were already polled, or tracking is already on
+     * @throws IllegalArgumentException if the buffer has the other ring kind's layout
+     */
+    int trackInflight(InflightBuffer buffer, int queueIndex);
+
+    /** True once {@link #trackInflight} attached a region. */
+    boolean isTrackingInflight();
 
     /** The queue's broken state, shared by every queue kind. */
     QueueHealth health();

@@ -3,6 +3,8 @@ package io.vring.engine;
 import io.vring.engine.chain.ChainReader;
 import io.vring.engine.chain.ChainWriter;
 import io.vring.engine.chain.DescriptorChain;
+import io.vring.engine.inflight.InflightBuffer;
+import io.vring.engine.memory.SharedMemory;
 import io.vring.engine.notify.EventFd;
 import io.vring.engine.notify.EventFdIdleStrategy;
 import org.agrona.concurrent.Agent;
@@ -35,8 +37,9 @@ import static org.junit.jupiter.api.Assertions.fail;
 /**
  * A device worker as back-ends run one, an Agrona {@link Agent} on an {@link AgentRunner} whose
  * duty cycle polls, reads with ChainReader, writes with ChainWriter, adds used, publishes and calls
- * when asked, allocates nothing on its own thread once warm: not in the duty cycle, not in the idle
- * strategy (busy-spin, or sleeping on the kick eventfd), not in the runner's loop. The agent reads
+ * when asked, allocates nothing on its own thread once warm, with inflight tracking on or off: not
+ * in the duty cycle, not in the idle strategy (busy-spin, or sleeping on the kick eventfd), not in
+ * the runner's loop. The agent reads
  * its thread's allocated bytes at two checkpoints, {@link #MEASURED} chains apart; the window holds
  * thousands of sleeps, a path far colder than the chains (which is why the eventfd downcalls must not
  * allocate even before C2 compiles them: see {@code Libc}).
@@ -65,12 +68,17 @@ class WorkerAllocationTest {
 
     enum Idle { BUSY_SPIN, EVENTFD }
 
+    /** Whether the device queue records its chains in an inflight region (vhost-user INFLIGHT_SHMFD). */
+    enum Inflight { UNTRACKED, TRACKED }
+
     static Stream<Arguments> cases() {
         List<Arguments> all = new ArrayList<>();
         for (RingFixture.Kind kind : RingFixture.Kind.values()) {
             for (Idle idle : Idle.values()) {
-                all.add(Arguments.of(kind, idle));
+                all.add(Arguments.of(kind, idle, Inflight.UNTRACKED));
             }
+            // Tracking changes poll, addUsed and publish, not the idle path: one idle strategy is enough.
+            all.add(Arguments.of(kind, Idle.BUSY_SPIN, Inflight.TRACKED));
         }
         return all.stream();
     }
@@ -153,14 +161,19 @@ class WorkerAllocationTest {
         }
     }
 
-    @ParameterizedTest(name = "{0} {1}")
+    @ParameterizedTest(name = "{0} {1} {2}")
     @MethodSource("cases")
-    void aDeviceWorkerAllocatesNothingOnItsThreadOnceWarm(RingFixture.Kind kind, Idle idle) throws Exception {
+    void aDeviceWorkerAllocatesNothingOnItsThreadOnceWarm(RingFixture.Kind kind, Idle idle, Inflight inflight) throws Exception {
         long features = bit(VERSION_1) | bit(EVENT_IDX) | bit(INDIRECT_DESC)
                 | (kind == RingFixture.Kind.PACKED ? bit(RING_PACKED) : 0);
+        RingKind ringKind = RingKind.valueOf(kind.name());
         try (RingFixture ring = new RingFixture(kind, SIZE, features, (long) SIZE * 2 * PAYLOAD);
+             SharedMemory region = SharedMemory.create("allocation-inflight", InflightBuffer.size(ringKind, 1, SIZE));
              EventFd kick = EventFd.create();
              EventFd call = EventFd.create()) {
+            if (inflight == Inflight.TRACKED) {
+                assertEquals(0, ring.device.trackInflight(InflightBuffer.of(ringKind, region.segment(), 1, SIZE), 0));
+            }
             boolean eventfd = idle == Idle.EVENTFD;
             EventFdIdleStrategy sleeper = eventfd ? EventFdIdleStrategy.forDevice(ring.device, kick) : null;
             IdleStrategy strategy = eventfd ? sleeper : new BusySpinIdleStrategy();
@@ -184,7 +197,7 @@ class WorkerAllocationTest {
             long bytes = agent.lapBytes[to] - agent.lapBytes[from];
             long chains = agent.lapServed[to] - agent.lapServed[from];
             long idleCycles = agent.lapIdleCycles[to] - agent.lapIdleCycles[from];
-            System.out.println("WorkerAllocationTest " + kind + " " + idle + ": " + bytes + " bytes over " + chains
+            System.out.println("WorkerAllocationTest " + kind + " " + idle + " " + inflight + ": " + bytes + " bytes over " + chains
                     + " chains, " + idleCycles + " idle cycles (warm-up: " + agent.lapServed[from] + " chains, "
                     + agent.lapIdleCycles[from] + " idle cycles)");
             assertTrue(idleCycles > 0, "the idle strategy ran inside the window");

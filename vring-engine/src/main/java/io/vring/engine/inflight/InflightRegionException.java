@@ -14,7 +14,11 @@ public final class InflightRegionException extends RuntimeException {
         /** desc_num does not match the queue size the ring was started with. */
         QUEUE_SIZE_MISMATCH,
         /** A field holds a value no sequence of writes by a back-end could have left there. */
-        CORRUPT
+        CORRUPT,
+        /** The region disagrees with the ring it is supposed to describe (the ring is the truth). */
+        RING_MISMATCH,
+        /** The buffer's description (number of queues, queue size) cannot describe a buffer at all. */
+        INVALID_GEOMETRY
     }
 
     private final Kind kind;

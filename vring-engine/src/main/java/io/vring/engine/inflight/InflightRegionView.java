@@ -8,7 +8,8 @@ import java.lang.invoke.VarHandle;
  * One queue's part of the inflight region, and every access the two layouts make to it, named by
  * ordering (STYLE): {@code lp} plain load, {@code lv} acquire load, {@code sp} plain store,
  * {@code so} release store. Offsets are queue-region offsets, naturally aligned; little-endian.
- * {@link #stored()} lets the crash-simulation tests snapshot the region after every store.
+ * The test probe hears of every store twice, just before ({@code storing}) and just after
+ * ({@link #stored()}), so a crash test can stop the back-end on either side of any store.
  */
 abstract sealed class InflightRegionView permits SplitInflightQueue, PackedInflightQueue {
     private static final VarHandle U8 = ValueLayout.JAVA_BYTE.varHandle();
@@ -35,6 +36,7 @@ abstract sealed class InflightRegionView permits SplitInflightQueue, PackedInfli
     }
 
     final void so8(long offset, int value) {
+        storing();
         U8.setRelease(region, offset, (byte) value);
     }
 
@@ -47,10 +49,12 @@ abstract sealed class InflightRegionView permits SplitInflightQueue, PackedInfli
     }
 
     final void sp16(long offset, int value) {
+        storing();
         U16.set(region, offset, (short) value);
     }
 
     final void so16(long offset, int value) {
+        storing();
         U16.setRelease(region, offset, (short) value);
     }
 
@@ -59,6 +63,7 @@ abstract sealed class InflightRegionView permits SplitInflightQueue, PackedInfli
     }
 
     final void sp32(long offset, int value) {
+        storing();
         U32.set(region, offset, value);
     }
 
@@ -67,11 +72,20 @@ abstract sealed class InflightRegionView permits SplitInflightQueue, PackedInfli
     }
 
     final void sp64(long offset, long value) {
+        storing();
         U64.set(region, offset, value);
     }
 
     final void so64(long offset, long value) {
+        storing();
         U64.setRelease(region, offset, value);
+    }
+
+    /** Tells the test probe, if any, that a store to the region is about to be made. */
+    private void storing() {
+        if (probe != null) {
+            probe.storing();
+        }
     }
 
     /** Tells the test probe, if any, that one store to the region is complete. */

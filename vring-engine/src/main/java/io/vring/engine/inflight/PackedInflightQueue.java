@@ -238,10 +238,24 @@ public final class PackedInflightQueue extends InflightRegionView {
      * @throws InflightRegionException if the region holds what no back-end could have written
      */
     public PackedInflightRecovery recover(IntUnaryOperator ringFlags) {
+        return recover(ringFlags, 0, 1);
+    }
+
+    /**
+     * As {@link #recover(IntUnaryOperator)}, but a never-initialised region is laid out with its used
+     * position at ({@code freshSlot}, {@code freshWrap}): where the ring really is when a device that
+     * had no region before (or a migrated one) starts tracking. The returned positions are then that
+     * position, for both avail and used, and nothing is resubmitted.
+     */
+    public PackedInflightRecovery recover(IntUnaryOperator ringFlags, int freshSlot, int freshWrap) {
         int version = lv16(VERSION);
         if (version == 0) {
-            initialize();
-            return new PackedInflightRecovery(List.of(), 0, 1, 0, 1, 0, false, true);
+            if (freshSlot < 0 || freshSlot >= queueSize || (freshWrap & ~1) != 0) {
+                throw new IllegalArgumentException("fresh used position " + freshSlot + "/" + freshWrap
+                        + " outside a ring of " + queueSize);
+            }
+            initialize(freshSlot, freshWrap);
+            return new PackedInflightRecovery(List.of(), freshSlot, freshWrap, freshSlot, freshWrap, 0, false, true, 0);
         }
         if (version != VERSION_1) {
             throw new InflightRegionException(InflightRegionException.Kind.UNSUPPORTED_VERSION,
@@ -269,6 +283,13 @@ public final class PackedInflightQueue extends InflightRegionView {
         int head = commit ? freeHead : oldFreeHead;
         int slot = commit ? usedSlot : oldUsedSlot;
         int wrap = commit ? usedWrap : oldUsedWrap;
+        int batchSlots = usedSlot - oldUsedSlot + (usedWrap != oldUsedWrap ? queueSize : 0);
+        int rolledBack = commit ? 0 : batchSlots;
+        if (batchSlots < 0 || batchSlots > queueSize) {
+            throw new InflightRegionException(InflightRegionException.Kind.CORRUPT,
+                    "packed inflight used position " + usedSlot + "/" + usedWrap + " is not within one ring of "
+                            + oldUsedSlot + "/" + oldUsedWrap + " (queue size " + queueSize + ")");
+        }
 
         boolean[] free = new boolean[queueSize];
         for (int e = head, steps = 0; e != queueSize; steps++) {
@@ -331,7 +352,7 @@ public final class PackedInflightQueue extends InflightRegionView {
             availSlot -= queueSize;
             availWrap ^= 1;
         }
-        return new PackedInflightRecovery(chains, availSlot, availWrap, slot, wrap, nextCounter, commit, false);
+        return new PackedInflightRecovery(chains, availSlot, availWrap, slot, wrap, nextCounter, commit, false, rolledBack);
     }
 
     private PackedInflightRecovery.Chain readChain(int first, boolean[] taken) {

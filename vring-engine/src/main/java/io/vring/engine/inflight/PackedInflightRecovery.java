@@ -18,10 +18,14 @@ import java.util.List;
  *                             committed (false: an unseen batch, if any, was rolled back)
  * @param fresh                true if the region had never been initialised (version 0): it has been
  *                             initialised, nothing was known, use the front-end's ring base
+ * @param rolledBackSlots      ring slots from ({@code usedSlot}, {@code usedWrap}) that a rolled-back
+ *                             batch covered (0 if none): the crashed device may have stored used
+ *                             descriptors there, all but the batch's first, which the driver must
+ *                             never see, since their chains are resubmitted
  */
 public record PackedInflightRecovery(List<Chain> chainsInCounterOrder, int nextAvailSlot, int nextAvailWrap,
                                      int usedSlot, int usedWrap, long nextCounter, boolean batchCommitted,
-                                     boolean fresh) {
+                                     boolean fresh, int rolledBackSlots) {
 
     public PackedInflightRecovery {
         chainsInCounterOrder = List.copyOf(chainsInCounterOrder);

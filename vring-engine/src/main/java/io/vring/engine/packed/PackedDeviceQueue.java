@@ -13,8 +13,13 @@ import io.vring.engine.DeviceQueue;
 import io.vring.engine.Fences;
 import io.vring.engine.QueueHealth;
 import io.vring.engine.RingAddresses;
+import io.vring.engine.RingKind;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.chain.DescriptorChain;
+import io.vring.engine.inflight.InflightBuffer;
+import io.vring.engine.inflight.InflightRegionException;
+import io.vring.engine.inflight.PackedInflightQueue;
+import io.vring.engine.inflight.PackedInflightRecovery;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.GuestMemoryException;
 
@@ -47,9 +52,23 @@ import java.nio.ByteOrder;
  * writable one, or slots re-offered while the device still owns them, marks the queue broken; from
  * then on nothing in guest memory is written.
  *
+ * <p><b>Inflight tracking</b> ({@link #trackInflight}, off by default; off, the data path pays one
+ * never-taken branch in {@code poll}, {@code addUsed} and {@code publish}). On, {@code poll} hands
+ * out the recovered chains first, rebuilt from the descriptors the region recorded, then records
+ * each chain it fetches from the ring (every ring descriptor of it) before returning it;
+ * {@code publish} releases the batch's entries and stores the used position after the batch, writes
+ * the ring, clears the entries and commits: the protocol {@link PackedInflightQueue} explains store
+ * by store. Tracking needs buffer ids below the queue size (as Linux and QEMU use them; our driver
+ * refuses any other), and a buffer id offered while the device still owns it breaks the queue.
+ *
  * <p>Single-threaded: one worker owns the queue. The data path does not allocate.
  */
 public final class PackedDeviceQueue implements DeviceQueue {
+    private static final System.Logger LOG = System.getLogger(PackedDeviceQueue.class.getName());
+    /** entryOfId: the id is not in flight. */
+    private static final int NOT_IN_FLIGHT = -1;
+    /** entryOfId: or-ed into the entry of an id completed by addUsed and not yet published. */
+    private static final int STAGED = 1 << 30;
     /* Indirect tables have no alignment rule in the spec, and are read only after the head flags'
      * acquire, so plain unaligned reads are both legal and sufficient there. */
     private static final ValueLayout.OfLong TABLE_U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -94,6 +113,26 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private int publishedSinceCheck;
     /** What this side last wrote to the device event structure (never read back from the ring). */
     private int deviceEventShadow = -1;
+    /** The avail position the queue was created at: poll() moved it iff chains were fetched. */
+    private int startAvail;
+
+    // Inflight tracking: all null/empty unless trackInflight() attached a region.
+    private PackedInflightQueue inflight;
+    /** Per buffer id: its chain's first entry in the region, STAGED-marked once completed, or NOT_IN_FLIGHT. */
+    private int[] entryOfId;
+    /** Region entry of each staged used entry. */
+    private int[] stagedEntry;
+    /** Recovered chains in counter order, handed out by poll() before new ones, and their descriptors. */
+    private int resubmitCount;
+    private int resubmitAt;
+    private int[] resubmitId;
+    private int[] resubmitFirst;
+    private int[] resubmitSlots;
+    private long[] resubmitAddr;
+    private int[] resubmitLen;
+    private int[] resubmitFlags;
+    /** Counter for the next fetched chain (fetch order across incarnations). */
+    private long counter;
 
     /**
      * @param name     how log lines and reasons name the queue
@@ -163,6 +202,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
         if (problem != null) {
             health.markBroken(problem);
         }
+        startAvail = availPosition();
     }
 
     /** Sets both positions; returns why they are impossible, or null. */
@@ -219,6 +259,48 @@ public final class PackedDeviceQueue implements DeviceQueue {
         if (health.isBroken()) {
             return null;
         }
+        if (inflight != null) {
+            return pollTracked();
+        }
+        return pollRing();
+    }
+
+    /** Recovered chains first, then the ring; each chain fetched from the ring is recorded before it is returned. */
+    private DescriptorChain pollTracked() {
+        if (resubmitAt < resubmitCount) {
+            int r = resubmitAt++;
+            int first = resubmitFirst[r];
+            int n = resubmitSlots[r];
+            for (int i = 0; i < n; i++) {
+                listAddr[i] = resubmitAddr[first + i];
+                listLen[i] = resubmitLen[first + i];
+                listFlags[i] = resubmitFlags[first + i];
+            }
+            return build(-1, n, resubmitId[r]); // recorded by the previous incarnation; its counter stands
+        }
+        DescriptorChain c = pollRing();
+        if (c != null) {
+            int id = c.head();
+            int n = c.token() >>> 16;
+            if (id >= size) {
+                return broken("buffer id " + id + " is not below the queue size " + size + ", which inflight tracking needs");
+            }
+            if (entryOfId[id] != NOT_IN_FLIGHT) {
+                return broken("buffer id " + id + " was made available again while the device still owns it"
+                        + " (queue size " + size + ")");
+            }
+            PackedInflightQueue track = inflight;
+            int entry = track.beginChain(counter++);
+            for (int i = 0; i < n; i++) {
+                track.addDescriptor(listAddr[i], listLen[i], id, listFlags[i], i == n - 1);
+            }
+            entryOfId[id] = entry;
+        }
+        return c;
+    }
+
+    /** The next chain from the ring (the whole data path when inflight tracking is off). */
+    private DescriptorChain pollRing() {
         MemorySegment ring = this.ring;
         int head = availSlot;
         int flags = lvFlags(ring, PackedLayout.descriptorOffset(head));
@@ -256,26 +338,10 @@ public final class PackedDeviceQueue implements DeviceQueue {
             return broken("slot " + head + " was made available again while the device still owns it ("
                     + inFlightSlots + " slots in flight, list of " + n + ", queue size " + size + ")");
         }
-
-        DescriptorChain c = chain;
-        c.reset(id);
-        for (int i = 0; i < n; i++) {
-            c.countDescriptor();
-            int f = listFlags[i];
-            int at = head + i < size ? head + i : head + i - size;
-            if ((f & F_INDIRECT) != 0) {
-                if (!walkIndirect(c, at, listAddr[i], listLen[i])) {
-                    return null;
-                }
-            } else {
-                int result = c.append(memory, listAddr[i], listLen[i], (f & F_WRITE) != 0);
-                if (result != DescriptorChain.APPENDED) {
-                    return broken(refusal(result, "slot " + at, listAddr[i], listLen[i]));
-                }
-            }
+        DescriptorChain c = build(head, n, id);
+        if (c == null) {
+            return null;
         }
-        c.token((n << 16) | id);
-
         int next = head + n;
         if (next >= size) {
             next -= size;
@@ -286,23 +352,54 @@ public final class PackedDeviceQueue implements DeviceQueue {
         return c;
     }
 
+    /**
+     * Builds the chain of the {@code n} descriptors in the list scratch arrays, fetched at ring slot
+     * {@code head} (-1: a resubmitted chain, rebuilt from the inflight region); null if it breaks a rule.
+     */
+    private DescriptorChain build(int head, int n, int id) {
+        DescriptorChain c = chain;
+        c.reset(id);
+        for (int i = 0; i < n; i++) {
+            c.countDescriptor();
+            int f = listFlags[i];
+            int at = head < 0 ? -1 : head + i < size ? head + i : head + i - size;
+            if ((f & F_INDIRECT) != 0) {
+                if (!walkIndirect(c, at, listAddr[i], listLen[i])) {
+                    return null;
+                }
+            } else {
+                int result = c.append(memory, listAddr[i], listLen[i], (f & F_WRITE) != 0);
+                if (result != DescriptorChain.APPENDED) {
+                    return broken(refusal(result, slotName(at), listAddr[i], listLen[i]));
+                }
+            }
+        }
+        c.token((n << 16) | id);
+        return c;
+    }
+
+    /** How messages name a ring slot; -1 is a chain rebuilt from the inflight region. */
+    private static String slotName(int slot) {
+        return slot >= 0 ? "slot " + slot : "a chain resubmitted from the inflight region";
+    }
+
     /** Appends an indirect table's buffers; false (queue broken) if the table breaks a rule. */
     private boolean walkIndirect(DescriptorChain c, int slot, long addr, int len) {
         if (!indirectAllowed) {
-            broken("slot " + slot + " is INDIRECT but VIRTIO_F_INDIRECT_DESC was not negotiated");
+            broken(slotName(slot) + " is INDIRECT but VIRTIO_F_INDIRECT_DESC was not negotiated");
             return false;
         }
         long bytes = Integer.toUnsignedLong(len);
         long limit = PackedLayout.descriptorRingSize(size);
         if (bytes == 0 || (bytes % DESC_SIZE) != 0 || bytes > limit) {
-            broken("indirect table at slot " + slot + " has len " + bytes + ": must be a non-zero multiple of "
+            broken("indirect table at " + slotName(slot) + " has len " + bytes + ": must be a non-zero multiple of "
                     + DESC_SIZE + " no larger than " + limit + " (queue size " + size + ")");
             return false;
         }
         int r = memory.regionOf(addr);
         long base = r < 0 ? -1 : addr - memory.guestPhysicalStart(r);
         if (r < 0 || bytes > memory.regionSize(r) - base) {
-            broken("indirect table at slot " + slot + " (GPA 0x" + Long.toHexString(addr) + ", len " + bytes
+            broken("indirect table at " + slotName(slot) + " (GPA 0x" + Long.toHexString(addr) + ", len " + bytes
                     + ") is not inside one guest memory region (queue size " + size + ")");
             return false;
         }
@@ -314,14 +411,14 @@ public final class PackedDeviceQueue implements DeviceQueue {
             int l = table.get(TABLE_U32, off + DESC_LEN);
             int f = Short.toUnsignedInt(table.get(TABLE_U16, off + DESC_FLAGS));
             if ((f & F_INDIRECT) != 0) {
-                broken("indirect table at slot " + slot + " entry " + e + " is itself INDIRECT (flags 0x"
+                broken("indirect table at " + slotName(slot) + " entry " + e + " is itself INDIRECT (flags 0x"
                         + Integer.toHexString(f) + "): nested tables are forbidden (queue size " + size + ")");
                 return false;
             }
             // Inside a table only WRITE means anything; NEXT and id are ignored as the spec says.
             int result = c.append(memory, a, l, (f & F_WRITE) != 0);
             if (result != DescriptorChain.APPENDED) {
-                broken(refusal(result, "indirect table at slot " + slot + " entry " + e, a, l));
+                broken(refusal(result, "indirect table at " + slotName(slot) + " entry " + e, a, l));
                 return false;
             }
         }
@@ -375,6 +472,16 @@ public final class PackedDeviceQueue implements DeviceQueue {
             throw new IllegalStateException("more used entries staged than the " + size
                     + " the ring can hold; was a token completed twice?");
         }
+        if (inflight != null) {
+            int id = token & 0xFFFF;
+            int entry = id < size ? entryOfId[id] : NOT_IN_FLIGHT;
+            if (entry == NOT_IN_FLIGHT || (entry & STAGED) != 0) {
+                throw new IllegalArgumentException("buffer id " + id + " is not in flight"
+                        + (entry != NOT_IN_FLIGHT ? " (already completed, not yet published)" : ""));
+            }
+            stagedEntry[staged] = entry;
+            entryOfId[id] = entry | STAGED;
+        }
         int i = staged++;
         stagedId[i] = token & 0xFFFF;
         stagedLen[i] = bytesWritten;
@@ -391,6 +498,10 @@ public final class PackedDeviceQueue implements DeviceQueue {
         staged = 0;
         if (health.isBroken()) {
             return;
+        }
+        PackedInflightQueue track = inflight;
+        if (track != null) {
+            publishBegins(track, count);
         }
         MemorySegment ring = this.ring;
         int slot = usedSlot;
@@ -432,6 +543,168 @@ public final class PackedDeviceQueue implements DeviceQueue {
         usedWrap = wrap;
         inFlightSlots -= total;
         publishedSinceCheck += total;
+        if (track != null) {
+            // Steps 4 and 5, after the first used flags' release store: clear the chains, then commit.
+            for (int k = 0; k < count; k++) {
+                track.clearInflight(stagedEntry[k]);
+                entryOfId[stagedId[k]] = NOT_IN_FLIGHT;
+            }
+            track.commitBatch();
+        }
+    }
+
+    /** Steps 1 and 2 of a tracked publish, before the ring: the chains' entries go free, then the used position after the batch. */
+    private void publishBegins(PackedInflightQueue track, int count) {
+        int slots = 0;
+        for (int k = 0; k < count; k++) {
+            track.releaseChain(stagedEntry[k]);
+            slots += stagedSlots[k];
+        }
+        int end = usedSlot + slots; // never more than a ring: slots in flight are at most the size
+        track.setUsedPosition(end >= size ? end - size : end, end >= size ? usedWrap ^ 1 : usedWrap);
+    }
+
+    @Override
+    public int trackInflight(InflightBuffer buffer, int queueIndex) {
+        if (inflight != null) {
+            throw new IllegalStateException(health.queueName() + ": inflight tracking is already on");
+        }
+        if (availPosition() != startAvail || staged != 0) {
+            throw new IllegalStateException(health.queueName() + ": chains were polled before inflight tracking"
+                    + " started; start it right after creating the queue");
+        }
+        if (buffer.kind() != RingKind.PACKED) {
+            throw new IllegalArgumentException(health.queueName() + " is a packed queue, the inflight buffer is "
+                    + buffer.kind());
+        }
+        if (health.isBroken()) {
+            return 0; // its rings are unusable: leave the region for a queue that can serve it
+        }
+        PackedInflightQueue region;
+        PackedInflightRecovery recovery;
+        try {
+            if (buffer.queueSize() != size) {
+                throw new InflightRegionException(InflightRegionException.Kind.QUEUE_SIZE_MISMATCH,
+                        "the inflight buffer holds queues of size " + buffer.queueSize() + ", the ring has size " + size);
+            }
+            region = buffer.packedQueue(queueIndex);
+            MemorySegment r = ring;
+            recovery = region.recover(s -> lvFlags(r, PackedLayout.descriptorOffset(s)), usedSlot, usedWrap);
+            if (!recovery.fresh()) {
+                checkAgainstRing(recovery);
+            }
+        } catch (InflightRegionException e) {
+            health.markBroken("inflight region of queue " + queueIndex + " refused: " + e.getMessage());
+            throw e;
+        }
+        int[] entries = new int[size];
+        java.util.Arrays.fill(entries, NOT_IN_FLIGHT);
+        int chains = recovery.chainsInCounterOrder().size();
+        int descriptors = 0;
+        for (PackedInflightRecovery.Chain c : recovery.chainsInCounterOrder()) {
+            descriptors += c.slots();
+        }
+        resubmitId = new int[chains];
+        resubmitFirst = new int[chains];
+        resubmitSlots = new int[chains];
+        resubmitAddr = new long[descriptors];
+        resubmitLen = new int[descriptors];
+        resubmitFlags = new int[descriptors];
+        int at = 0;
+        for (int k = 0; k < chains; k++) {
+            PackedInflightRecovery.Chain c = recovery.chainsInCounterOrder().get(k);
+            resubmitId[k] = c.id();
+            resubmitFirst[k] = at;
+            resubmitSlots[k] = c.slots();
+            for (PackedInflightRecovery.Descriptor d : c.descriptors()) {
+                resubmitAddr[at] = d.addr();
+                resubmitLen[at] = d.len();
+                resubmitFlags[at] = d.flags();
+                at++;
+            }
+            entries[c.id()] = c.entry();
+        }
+        if (!recovery.fresh()) {
+            scrubRolledBack(recovery);
+            availSlot = recovery.nextAvailSlot();
+            availWrap = recovery.nextAvailWrap();
+            usedSlot = recovery.usedSlot();
+            usedWrap = recovery.usedWrap();
+            signalledSlot = usedSlot;
+            inFlightSlots = descriptors;
+        }
+        entryOfId = entries;
+        stagedEntry = new int[size];
+        resubmitCount = chains;
+        resubmitAt = 0;
+        counter = recovery.nextCounter();
+        inflight = region;
+        LOG.log(System.Logger.Level.INFO, "{0}: inflight tracking on ({1}), resuming at avail {2}/{3}, used {4}/{5}"
+                        + " (base was avail {6}), {7} chains to resubmit, batch {8}",
+                health.queueName(), recovery.fresh() ? "fresh region" : "recovered", availSlot, availWrap, usedSlot,
+                usedWrap, startAvail, chains, recovery.batchCommitted() ? "committed"
+                        : recovery.rolledBackSlots() > 0 ? "rolled back" : "none in progress");
+        return chains;
+    }
+
+    /**
+     * What a region must agree with in the ring: the next used slot does not already show used (else
+     * the region is behind what the driver saw), ids are below the size and distinct, and every
+     * recorded chain is a list (NEXT on all descriptors but the last, INDIRECT only alone).
+     */
+    private void checkAgainstRing(PackedInflightRecovery recovery) {
+        int flags = lvFlags(ring, PackedLayout.descriptorOffset(recovery.usedSlot()));
+        if (PackedLayout.isUsed(flags, recovery.usedWrap())) {
+            throw new InflightRegionException(InflightRegionException.Kind.RING_MISMATCH,
+                    "the region's used position " + recovery.usedSlot() + "/" + recovery.usedWrap()
+                            + " already shows a used descriptor (flags 0x" + Integer.toHexString(flags)
+                            + "): the region is behind the ring");
+        }
+        boolean[] seen = new boolean[size];
+        for (PackedInflightRecovery.Chain c : recovery.chainsInCounterOrder()) {
+            if (c.id() >= size || seen[c.id()]) {
+                throw new InflightRegionException(InflightRegionException.Kind.CORRUPT,
+                        "inflight chain at entry " + c.entry() + " has buffer id " + c.id()
+                                + (c.id() >= size ? ", not below the queue size " + size : ", which another chain has too"));
+            }
+            seen[c.id()] = true;
+            int n = c.slots();
+            for (int i = 0; i < n; i++) {
+                int f = c.descriptors().get(i).flags();
+                boolean next = (f & F_NEXT) != 0;
+                if (next != (i < n - 1) || (next && (f & F_INDIRECT) != 0)) {
+                    throw new InflightRegionException(InflightRegionException.Kind.CORRUPT,
+                            "inflight chain at entry " + c.entry() + ": descriptor " + i + " of " + n + " has flags 0x"
+                                    + Integer.toHexString(f) + ", not a list");
+                }
+            }
+        }
+    }
+
+    /**
+     * A rolled-back batch may have left used descriptors past its first slot (stored before the first
+     * one's flags, which the kill prevented). Their chains are resubmitted, so the driver must never
+     * read them: once the new device publishes up to such a slot, the driver would take the stale
+     * one for a completion. Give those slots back their available pattern for the lap they are in.
+     */
+    private void scrubRolledBack(PackedInflightRecovery recovery) {
+        int slot = recovery.usedSlot();
+        int wrap = recovery.usedWrap();
+        for (int k = 0; k < recovery.rolledBackSlots(); k++) {
+            long off = PackedLayout.descriptorOffset(slot);
+            if (PackedLayout.isUsed(lvFlags(ring, off), wrap)) {
+                soFlags(ring, off, PackedLayout.availableFlags(wrap));
+            }
+            if (++slot == size) {
+                slot = 0;
+                wrap ^= 1;
+            }
+        }
+    }
+
+    @Override
+    public boolean isTrackingInflight() {
+        return inflight != null;
     }
 
     @Override
@@ -472,7 +745,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
         // Full fence (P7 on this side): the enable must be visible before the re-check reads the
         // ring, or a driver that just looked at the old DISABLE skips its kick and we sleep anyway.
         Fences.storeLoad();
-        return PackedLayout.isAvailable(lvFlags(ring, PackedLayout.descriptorOffset(availSlot)), availWrap);
+        return resubmitAt < resubmitCount
+                || PackedLayout.isAvailable(lvFlags(ring, PackedLayout.descriptorOffset(availSlot)), availWrap);
     }
 
     @Override
@@ -489,8 +763,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
 
     @Override
     public boolean hasAvailable() {
-        return !health.isBroken()
-                && PackedLayout.isAvailable(lvFlags(ring, PackedLayout.descriptorOffset(availSlot)), availWrap);
+        return !health.isBroken() && (resubmitAt < resubmitCount
+                || PackedLayout.isAvailable(lvFlags(ring, PackedLayout.descriptorOffset(availSlot)), availWrap));
     }
 
     @Override

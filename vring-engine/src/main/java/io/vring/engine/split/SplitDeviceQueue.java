@@ -5,8 +5,13 @@ import io.vring.engine.EventIndex;
 import io.vring.engine.Fences;
 import io.vring.engine.QueueHealth;
 import io.vring.engine.RingAddresses;
+import io.vring.engine.RingKind;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.chain.DescriptorChain;
+import io.vring.engine.inflight.InflightBuffer;
+import io.vring.engine.inflight.InflightRegionException;
+import io.vring.engine.inflight.SplitInflightQueue;
+import io.vring.engine.inflight.SplitInflightRecovery;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.GuestMemoryException;
 
@@ -25,8 +30,21 @@ import static io.vring.engine.split.SplitRingAccess.*;
  *
  * <p>With IN_ORDER, {@link #publish()} writes one used element for each run of chains that were all
  * fully used but the last, and advances the used index by the run's length (virtio 1.x §2.7.9).
+ *
+ * <p><b>Inflight tracking</b> ({@link #trackInflight}, off by default; off, the data path pays one
+ * never-taken branch in {@code poll}, {@code addUsed} and {@code publish}). On, {@code poll} hands
+ * out the recovered heads first, then marks each head it pops (counter, then flag) before returning
+ * it; {@code publish} links the batch's heads into the region's batch list, publishes the used idx
+ * (release), clears their flags and finally stores the region's used_idx: the libvhost-user/DPDK
+ * protocol, which {@link SplitInflightQueue} explains store by store. The queue also keeps each
+ * head's state privately, so a head the driver offers while the device still owns it breaks the
+ * queue, and completing a head that is not in flight is refused.
  */
 public final class SplitDeviceQueue implements DeviceQueue {
+    private static final System.Logger LOG = System.getLogger(SplitDeviceQueue.class.getName());
+    /** Head states, tracked queues only: not the device's, popped, completed but not yet published. */
+    private static final byte HEAD_FREE = 0, HEAD_IN_FLIGHT = 1, HEAD_STAGED = 2;
+    private static final int[] NO_HEADS = new int[0];
 
     private final QueueHealth health;
     private final GuestMemory memory;
@@ -59,6 +77,17 @@ public final class SplitDeviceQueue implements DeviceQueue {
     private int usedAtLastCheck;
     /** Entries published since the last check; past 65535 the event window is meaningless. */
     private int publishedSinceCheck;
+    /** The avail index the queue was created at: poll() moved it iff chains were popped. */
+    private final int startAvail;
+
+    // Inflight tracking: all null/empty unless trackInflight() attached a region.
+    private SplitInflightQueue inflight;
+    private byte[] headState;
+    /** Recovered heads in counter order, handed out by poll() before new ones. */
+    private int[] resubmit = NO_HEADS;
+    private int resubmitAt;
+    /** Counter for the next popped head (fetch order across incarnations). */
+    private long counter;
 
     /**
      * A device queue over rings the driver placed at {@code rings}. The used index starts at the
@@ -111,6 +140,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
         this.stagedLen = new int[n];
         this.nextAvail = nextAvailIndex & 0xFFFF;
         this.cachedAvail = nextAvail;
+        this.startAvail = nextAvail;
         if (problem == null) {
             this.usedIdx = Short.toUnsignedInt((short) U16.getAcquire(used, (long) USED_IDX));
             this.usedAtLastCheck = usedIdx;
@@ -152,6 +182,38 @@ public final class SplitDeviceQueue implements DeviceQueue {
         if (health.isBroken()) {
             return null;
         }
+        if (inflight != null) {
+            return pollTracked();
+        }
+        return pollRing();
+    }
+
+    /** Recovered heads first, then the ring; each head popped from the ring is marked before it is returned. */
+    private DescriptorChain pollTracked() {
+        if (resubmitAt < resubmit.length) {
+            int head = resubmit[resubmitAt++];
+            if (!walk(head)) {
+                return null;
+            }
+            writableOfHead[head] = chain.writableBytes();
+            return chain; // marked by the previous incarnation; its counter stands
+        }
+        DescriptorChain c = pollRing();
+        if (c != null) {
+            int head = c.head();
+            if (headState[head] != HEAD_FREE) {
+                health.markBroken("avail entry " + ((nextAvail - 1) & 0xFFFF) + " offers head " + head
+                        + ", which the device still owns (size " + size + ")");
+                return null;
+            }
+            headState[head] = HEAD_IN_FLIGHT;
+            inflight.markInflight(head, counter++);
+        }
+        return c;
+    }
+
+    /** The next chain from the avail ring (the whole data path when inflight tracking is off). */
+    private DescriptorChain pollRing() {
         if (nextAvail == cachedAvail) {
             int idx = lvAvailIdx();
             if (((idx - nextAvail) & 0xFFFF) > size) {
@@ -284,6 +346,13 @@ public final class SplitDeviceQueue implements DeviceQueue {
         if (staged == size) {
             throw new IllegalStateException("more than " + size + " used entries staged without publish()");
         }
+        if (inflight != null) {
+            if (headState[token] != HEAD_IN_FLIGHT) {
+                throw new IllegalArgumentException("head " + token + " is not in flight"
+                        + (headState[token] == HEAD_STAGED ? " (already completed, not yet published)" : ""));
+            }
+            headState[token] = HEAD_STAGED;
+        }
         stagedHead[staged] = token;
         stagedLen[staged] = bytesWritten;
         staged++;
@@ -294,6 +363,14 @@ public final class SplitDeviceQueue implements DeviceQueue {
         if (staged == 0 || health.isBroken()) {
             staged = 0;
             return;
+        }
+        int count = staged;
+        SplitInflightQueue track = inflight;
+        if (track != null) {
+            // Step 1: the batch list names every head of the batch before the used idx moves.
+            for (int k = 0; k < count; k++) {
+                track.addToBatch(stagedHead[k]);
+            }
         }
         int idx = usedIdx;
         int i = 0;
@@ -316,6 +393,76 @@ public final class SplitDeviceQueue implements DeviceQueue {
         staged = 0;
         usedIdx = idx;
         soUsedIdx(idx);
+        if (track != null) {
+            // Steps 3 and 4, after the used idx release store: clear the heads, then the region's used_idx.
+            for (int k = 0; k < count; k++) {
+                int head = stagedHead[k];
+                track.clearInflight(head);
+                headState[head] = HEAD_FREE;
+            }
+            track.setUsedIdx(idx);
+        }
+    }
+
+    @Override
+    public int trackInflight(InflightBuffer buffer, int queueIndex) {
+        if (inflight != null) {
+            throw new IllegalStateException(health.queueName() + ": inflight tracking is already on");
+        }
+        if (nextAvail != startAvail || staged != 0) {
+            throw new IllegalStateException(health.queueName() + ": chains were polled before inflight tracking"
+                    + " started; start it right after creating the queue");
+        }
+        if (buffer.kind() != RingKind.SPLIT) {
+            throw new IllegalArgumentException(health.queueName() + " is a split queue, the inflight buffer is "
+                    + buffer.kind());
+        }
+        if (health.isBroken()) {
+            return 0; // its rings are unusable: leave the region for a queue that can serve it
+        }
+        SplitInflightQueue region;
+        SplitInflightRecovery recovery;
+        try {
+            if (buffer.queueSize() != size) {
+                throw new InflightRegionException(InflightRegionException.Kind.QUEUE_SIZE_MISMATCH,
+                        "the inflight buffer holds queues of size " + buffer.queueSize() + ", the ring has size " + size);
+            }
+            region = buffer.splitQueue(queueIndex);
+            recovery = region.recover(usedIdx);
+            int outstanding = (lvAvailIdx() - usedIdx) & 0xFFFF;
+            int heads = recovery.headsInCounterOrder().length;
+            if (!recovery.fresh() && outstanding <= size && heads > outstanding) {
+                throw new InflightRegionException(InflightRegionException.Kind.RING_MISMATCH,
+                        "the region holds " + heads + " heads in flight, the driver has only " + outstanding
+                                + " outstanding (avail idx " + lvAvailIdx() + ", used idx " + usedIdx + ")");
+            }
+        } catch (InflightRegionException e) {
+            health.markBroken("inflight region of queue " + queueIndex + " refused: " + e.getMessage());
+            throw e;
+        }
+        byte[] state = new byte[size];
+        for (int head : recovery.headsInCounterOrder()) {
+            state[head] = HEAD_IN_FLIGHT; // recovery returns each head once
+        }
+        headState = state;
+        resubmit = recovery.headsInCounterOrder();
+        resubmitAt = 0;
+        counter = recovery.nextCounter();
+        if (!recovery.fresh()) {
+            nextAvail = recovery.nextAvail();
+            cachedAvail = nextAvail;
+        }
+        inflight = region;
+        LOG.log(System.Logger.Level.INFO, "{0}: inflight tracking on ({1}), resuming at avail idx {2} (base was {3}),"
+                        + " used idx {4}, {5} chains to resubmit, {6} heads of a half-published batch finished",
+                health.queueName(), recovery.fresh() ? "fresh region" : "recovered", nextAvail, startAvail, usedIdx,
+                resubmit.length, recovery.batchFinished());
+        return resubmit.length;
+    }
+
+    @Override
+    public boolean isTrackingInflight() {
+        return inflight != null;
     }
 
     @Override
@@ -374,7 +521,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
         if (health.isBroken()) {
             return false;
         }
-        if (nextAvail != cachedAvail) {
+        if (nextAvail != cachedAvail || resubmitAt < resubmit.length) {
             return true;
         }
         int idx = lvAvailIdx();
