@@ -270,6 +270,28 @@ class FrontendBackendEndToEndTest {
     }
 
     @Test
+    void aConfigChangeFromTheBackendReachesOurListenerOverTheBackendChannel() {
+        assertTimeoutPreemptively(LIMIT, () -> {
+            Path socket = dir.resolve("echo.sock");
+            java.util.concurrent.atomic.AtomicInteger changes = new java.util.concurrent.atomic.AtomicInteger();
+            FrontendConfig config = FrontendConfig.of(1, 16).withBackendEvents(new FrontendServer.Listener() {
+                @Override
+                public void configChanged() {
+                    changes.incrementAndGet();
+                }
+            });
+            try (BackendServer server = BackendServer.listen(socket, new EchoBackend());
+                 FrontendDevice device = FrontendDevice.start(BackendClient.connect(socket), config)) {
+                assertTrue(device.backend().has(ProtocolFeatures.BACKEND_REQ));
+                assertTrue(server.notifyConfigChanged(), "the server has a back-end channel to us");
+                assertEquals(1, changes.get(), "acked (REPLY_ACK), so already handled");
+                assertTrue(server.notifyConfigChanged());
+                assertEquals(2, changes.get());
+            }
+        });
+    }
+
+    @Test
     void aBackendThatGoesAwayMidSessionIsAnErrorNotAHang() {
         assertTimeoutPreemptively(LIMIT, () -> {
             Path socket = dir.resolve("echo.sock");
