@@ -276,7 +276,8 @@ public final class Connection implements AutoCloseable {
         if (timeoutMillis < 0) {
             throw new IllegalArgumentException("timeout " + timeoutMillis + " ms");
         }
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMillis);
+        // Capped at about 73 years so the sum cannot overflow.
+        long deadline = System.nanoTime() + Math.min(TimeUnit.MILLISECONDS.toNanos(timeoutMillis), Long.MAX_VALUE >> 2);
         return receiveBefore(deadline == NO_DEADLINE ? deadline + 1 : deadline);
     }
 
