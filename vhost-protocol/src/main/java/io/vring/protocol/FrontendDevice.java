@@ -20,6 +20,22 @@ import java.util.List;
  * (memfd regions), the rings (driver side) and their eventfds, the back-end channel, and the
  * {@link BackendClient} it was started with.
  *
+ * <pre>{@code
+ * try (FrontendDevice device = FrontendDevice.start(BackendClient.connect(socket),
+ *         FrontendConfig.of(2, 256).packed().withBusyPoll(false))) {
+ *     FrontendRing tx = device.ring(1);
+ *     tx.data().copyFrom(MemorySegment.ofArray(frame));            // a buffer in the ring's data area
+ *     tx.queue().addReadable(tx.dataGpa(), frame.length);
+ *     tx.queue().submit();
+ *     tx.publish();                                                // kicks if the back-end asked
+ *     if (tx.awaitUsed(1_000)) { tx.queue().pollUsed(); }
+ *     FrontendRegion more = device.addRegion(1L << 30, 1 << 20);   // ADD_MEM_REG, acked
+ *     int[] bases = device.stop();                                 // GET_VRING_BASE per ring
+ *     byte[] state = device.saveState();                           // DEVICE_STATE save
+ *     device.resume(BackendClient.connect(otherSocket), state);    // a fresh back-end carries on
+ * }
+ * }</pre>
+ *
  * <p><b>Start</b> ({@link #start}), in QEMU's order: GET_FEATURES, GET/SET_PROTOCOL_FEATURES (the
  * intersection), GET_QUEUE_NUM (MQ), GET_MAX_MEM_SLOTS (CONFIGURE_MEM_SLOTS), SET_BACKEND_REQ_FD
  * (BACKEND_REQ: a socket pair whose other end a {@link FrontendServer} serves), SET_OWNER,
