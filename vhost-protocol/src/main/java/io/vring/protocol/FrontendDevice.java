@@ -5,12 +5,16 @@ import io.vring.engine.RingPlacement;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.os.Libc;
+import io.vring.engine.split.SplitLayout;
 import io.vring.protocol.message.MemoryRegion;
 import io.vring.protocol.message.MemoryTable;
 import io.vring.protocol.message.ProtocolFeatures;
 import io.vring.protocol.message.VringAddress;
 
 import java.lang.System.Logger;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 import java.lang.System.Logger.Level;
 import java.util.ArrayList;
 import java.util.List;
@@ -67,6 +71,8 @@ public final class FrontendDevice implements AutoCloseable {
     private static final Logger LOG = System.getLogger(FrontendDevice.class.getName());
     private static final long PROTOCOL_FEATURES_BIT = 1L << ProtocolFeatures.VIRTIO_PROTOCOL_FEATURES;
     private static final long PAGE = 4096;
+    /** Little-endian u16 at a byte offset: the split used ring's idx, read with acquire as the driver does. */
+    private static final VarHandle USED_IDX = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
 
     private final FrontendConfig config;
     private final List<FrontendRegion> regions = new ArrayList<>();
@@ -262,6 +268,36 @@ public final class FrontendDevice implements AutoCloseable {
         }
         sendMemoryTable();
         startRings();
+    }
+
+    /**
+     * Starts the device again on {@code next} after the back-end went away without GET_VRING_BASE
+     * (it crashed or was restarted), as QEMU does (reference §6.2): each split ring resumes at the
+     * used index the lost back-end last published, so a new back-end re-reads every chain the old
+     * one took but never completed. The rings' memory and eventfds are the same; the old client is
+     * closed. Without inflight tracking a chain completed out of order before the loss is executed
+     * again (QEMU's behaviour too): a device that cares negotiates INFLIGHT_SHMFD.
+     *
+     * @throws VhostUserException InvalidOperation for packed rings (the driver's used position is not
+     *                            exposed by the engine yet), or if the old back-end still answers
+     */
+    public void reconnect(BackendClient next) {
+        if (running && !backend.isBroken()) {
+            throw new VhostUserException(VhostUserError.InvalidOperation,
+                    "the back-end still answers: stop() and resume() move a device that is alive");
+        }
+        if (ringKind() == RingKind.PACKED) {
+            throw new VhostUserException(VhostUserError.InvalidOperation,
+                    "reconnect of packed rings needs the driver's used position, which the engine does not expose yet");
+        }
+        FrontendRegion ringRegion = regions.getFirst();
+        for (FrontendRing ring : rings) {
+            long usedIdxGpa = ring.placement().rings().deviceArea() + SplitLayout.USED_IDX;
+            short usedIdx = (short) USED_IDX.getAcquire(ringRegion.segment(), usedIdxGpa - ringRegion.guestPhysicalAddress());
+            ring.base(Short.toUnsignedInt(usedIdx));
+        }
+        running = false;
+        resume(next, null);
     }
 
     /** Closes the back-end client and channel, the rings' eventfds and the regions. Idempotent. */

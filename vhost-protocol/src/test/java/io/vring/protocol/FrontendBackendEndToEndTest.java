@@ -231,6 +231,55 @@ class FrontendBackendEndToEndTest {
     }
 
     @Test
+    void afterABackendDiesAFreshOneReExecutesWhatItLeftAndTrafficCarriesOn() {
+        assertTimeoutPreemptively(LIMIT, () -> {
+            Path socket = dir.resolve("echo.sock");
+            EchoBackend dying = new EchoBackend();
+            EchoBackend fresh = new EchoBackend();
+            BackendServer first = BackendServer.listen(socket, dying);
+            try (FrontendDevice device = FrontendDevice.start(BackendClient.connect(socket), FrontendConfig.of(1, 32))) {
+                FrontendRing ring = device.ring(0);
+                EchoTraffic traffic = new EchoTraffic(ring, ring.data(), ring.dataGpa(), SEED);
+                traffic.run(200);
+                // Ten chains the dying back-end takes no further: they are in flight when it goes.
+                dying.hold = true;
+                long stuckGpa = ring.dataGpa() + 32 * EchoTraffic.SLOT; // past the slots the traffic uses
+                for (int i = 0; i < 10; i++) {
+                    ring.data().set(java.lang.foreign.ValueLayout.JAVA_BYTE, 32L * EchoTraffic.SLOT + i * 2L, (byte) i);
+                    ring.queue().addReadable(stuckGpa + i * 2L, 1);
+                    ring.queue().addWritable(stuckGpa + 1024 + i, 1);
+                    ring.queue().submit();
+                }
+                ring.publish();
+                first.close();
+                assertThrows(VhostUserException.class, () -> device.backend().getStatus());
+
+                try (BackendServer second = BackendServer.listen(socket, fresh)) {
+                    device.reconnect(BackendClient.connect(socket));
+                    assertEquals(200, ring.base(), "resumed at the used index the dead back-end published");
+                    int done = 0;
+                    while (done < 10 && ring.awaitUsed(5_000)) {
+                        while (ring.queue().pollUsed() >= 0) {
+                            assertEquals(1, ring.queue().usedLength());
+                            done++;
+                        }
+                    }
+                    assertEquals(10, done, "the fresh back-end executed the chains the dead one left");
+                    for (int i = 0; i < 10; i++) {
+                        assertEquals((byte) (i + 1), ring.data().get(java.lang.foreign.ValueLayout.JAVA_BYTE,
+                                32L * EchoTraffic.SLOT + 1024 + i));
+                    }
+                    traffic.run(300);
+                    assertEquals(310, fresh.served.get());
+                    assertEquals(200, dying.served.get());
+                }
+            } finally {
+                first.close();
+            }
+        });
+    }
+
+    @Test
     void aBackendThatConnectsToUsIsDrivenTheSameWay() {
         assertTimeoutPreemptively(LIMIT, () -> {
             Path socket = dir.resolve("frontend.sock");
