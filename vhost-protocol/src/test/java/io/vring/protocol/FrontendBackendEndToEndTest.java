@@ -74,7 +74,7 @@ class FrontendBackendEndToEndTest {
         // The server notices the front-end's close on its own thread: give its teardown a moment.
         long deadline = System.nanoTime() + 5_000_000_000L;
         long now = openFds();
-        while (now != fdsBefore && System.nanoTime() < deadline) {
+        while (now > fdsBefore && System.nanoTime() < deadline) {
             Thread.sleep(20);
             now = openFds();
         }
@@ -97,7 +97,8 @@ class FrontendBackendEndToEndTest {
                 }
             }
         }
-        assertEquals(fdsBefore, now, "open fds before and after the test; new: " + added);
+        // At most as many: an fd of an earlier test class may finish closing during this one.
+        assertTrue(now <= fdsBefore, "open fds before " + fdsBefore + ", after " + now + "; new: " + added);
     }
 
     /** One full round first, so lazily opened JDK and junixsocket fds are not counted as leaks. */
