@@ -20,6 +20,7 @@ import io.vring.engine.inflight.InflightBuffer;
 import io.vring.engine.inflight.InflightRegionException;
 import io.vring.engine.inflight.PackedInflightQueue;
 import io.vring.engine.inflight.PackedInflightRecovery;
+import io.vring.engine.memory.DirtyLog;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.GuestMemoryException;
 
@@ -89,11 +90,19 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private final MemorySegment driverEvent;
     private final MemorySegment deviceEvent;
 
-    /* Scratch for one list: its ring descriptors are read once into these before the buffer id
-     * (in the last one) is known and the chain is built. */
+    /* Ring descriptors as the device read them, by ring slot: a list is read once into these before
+     * its buffer id (in the last one) is known and the chain is built. Each in-flight chain's copies
+     * stay intact until it is published: the device cannot fetch its slots again before (that breaks
+     * the queue), whereas the ring slots themselves are overwritten by used descriptors. */
     private final long[] listAddr;
     private final int[] listLen;
     private final int[] listFlags;
+    /** Per buffer id below the size: the ring slot its chain was fetched at, or -1 - r for resubmitted chain r. */
+    private final int[] headOfId;
+    /** Ring slot of the chain pollRing() returned last. */
+    private int lastHead;
+    /** GPA of the descriptor ring (dirty logging marks used descriptors there). */
+    private final long ringGpa;
 
     /* Shadow used ring: entries staged by addUsed, written by publish. */
     private final int[] stagedId;
@@ -133,6 +142,12 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private int[] resubmitFlags;
     /** Counter for the next fetched chain (fetch order across incarnations). */
     private long counter;
+
+    // Dirty logging (live migration): null / -1 unless logDirty() turned it on.
+    private DirtyLog dirtyLog;
+    private long usedLogAddress = -1;
+    /** Rebuilds a chain completed by token, to find the buffers to mark. */
+    private DescriptorChain logChain;
 
     /**
      * @param name     how log lines and reasons name the queue
@@ -192,6 +207,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
         this.listAddr = new long[capacity];
         this.listLen = new int[capacity];
         this.listFlags = new int[capacity];
+        this.headOfId = new int[capacity];
+        this.ringGpa = rings.descriptorArea();
         this.stagedId = new int[capacity];
         this.stagedLen = new int[capacity];
         this.stagedSlots = new int[capacity];
@@ -269,14 +286,10 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private DescriptorChain pollTracked() {
         if (resubmitAt < resubmitCount) {
             int r = resubmitAt++;
-            int first = resubmitFirst[r];
-            int n = resubmitSlots[r];
-            for (int i = 0; i < n; i++) {
-                listAddr[i] = resubmitAddr[first + i];
-                listLen[i] = resubmitLen[first + i];
-                listFlags[i] = resubmitFlags[first + i];
-            }
-            return build(-1, n, resubmitId[r]); // recorded by the previous incarnation; its counter stands
+            int id = resubmitId[r];
+            headOfId[id] = -1 - r;
+            // Recorded by the previous incarnation; its counter stands.
+            return build(chain, resubmitFirst[r], false, resubmitSlots[r], id, resubmitAddr, resubmitLen, resubmitFlags);
         }
         DescriptorChain c = pollRing();
         if (c != null) {
@@ -291,8 +304,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
             }
             PackedInflightQueue track = inflight;
             int entry = track.beginChain(counter++);
-            for (int i = 0; i < n; i++) {
-                track.addDescriptor(listAddr[i], listLen[i], id, listFlags[i], i == n - 1);
+            for (int i = 0, k = lastHead; i < n; i++, k = k + 1 == size ? 0 : k + 1) {
+                track.addDescriptor(listAddr[k], listLen[k], id, listFlags[k], i == n - 1);
             }
             entryOfId[id] = entry;
         }
@@ -316,9 +329,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
             if (n > 0) {
                 flags = lpFlags(ring, off);
             }
-            listAddr[n] = lpAddr(ring, off);
-            listLen[n] = lpLen(ring, off);
-            listFlags[n] = flags;
+            listAddr[slot] = lpAddr(ring, off);
+            listLen[slot] = lpLen(ring, off);
+            listFlags[slot] = flags;
             n++;
             if ((flags & F_NEXT) == 0) {
                 id = lpId(ring, off);
@@ -338,10 +351,14 @@ public final class PackedDeviceQueue implements DeviceQueue {
             return broken("slot " + head + " was made available again while the device still owns it ("
                     + inFlightSlots + " slots in flight, list of " + n + ", queue size " + size + ")");
         }
-        DescriptorChain c = build(head, n, id);
+        DescriptorChain c = build(chain, head, true, n, id, listAddr, listLen, listFlags);
         if (c == null) {
             return null;
         }
+        if (id < size) {
+            headOfId[id] = head;
+        }
+        lastHead = head;
         int next = head + n;
         if (next >= size) {
             next -= size;
@@ -353,24 +370,28 @@ public final class PackedDeviceQueue implements DeviceQueue {
     }
 
     /**
-     * Builds the chain of the {@code n} descriptors in the list scratch arrays, fetched at ring slot
-     * {@code head} (-1: a resubmitted chain, rebuilt from the inflight region); null if it breaks a rule.
+     * Builds into {@code c} the chain of {@code n} descriptors held in {@code addr/len/flags} from
+     * index {@code from}: ring slots (wrapping at the ring's end) when {@code fromRing}, else a
+     * resubmitted chain's record. Null (queue broken) if it breaks a rule.
      */
-    private DescriptorChain build(int head, int n, int id) {
-        DescriptorChain c = chain;
+    private DescriptorChain build(DescriptorChain c, int from, boolean fromRing, int n, int id,
+                                  long[] addr, int[] len, int[] flags) {
         c.reset(id);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0, k = from; i < n; i++, k++) {
+            if (fromRing && k == size) {
+                k = 0;
+            }
             c.countDescriptor();
-            int f = listFlags[i];
-            int at = head < 0 ? -1 : head + i < size ? head + i : head + i - size;
+            int f = flags[k];
+            int at = fromRing ? k : -1;
             if ((f & F_INDIRECT) != 0) {
-                if (!walkIndirect(c, at, listAddr[i], listLen[i])) {
+                if (!walkIndirect(c, at, addr[k], len[k])) {
                     return null;
                 }
             } else {
-                int result = c.append(memory, listAddr[i], listLen[i], (f & F_WRITE) != 0);
+                int result = c.append(memory, addr[k], len[k], (f & F_WRITE) != 0);
                 if (result != DescriptorChain.APPENDED) {
-                    return broken(refusal(result, slotName(at), listAddr[i], listLen[i]));
+                    return broken(refusal(result, slotName(at), addr[k], len[k]));
                 }
             }
         }
@@ -452,12 +473,33 @@ public final class PackedDeviceQueue implements DeviceQueue {
                     + " exceeds the chain's " + chain.writableBytes() + " writable bytes");
         }
         stage(chain.token(), bytesWritten, chain.writableBytes());
+        if (dirtyLog != null) {
+            dirtyLog.markWritten(chain, Integer.toUnsignedLong(bytesWritten));
+        }
     }
 
     /** {@inheritDoc} The chain's writable total is not known here, so with IN_ORDER the entry ends a merged run. */
     @Override
     public void addUsed(int token, int bytesWritten) {
         stage(token, bytesWritten, -1);
+        if (dirtyLog != null && !health.isBroken()) {
+            logWrittenByToken(token, bytesWritten);
+        }
+    }
+
+    /** Rebuilds the chain of {@code token} from the device's own copies (its ring slots may be reused) and marks it. */
+    private void logWrittenByToken(int token, int bytesWritten) {
+        int id = token & 0xFFFF;
+        if (id >= size) {
+            return; // no copy kept: such ids are a driver's oddity, and the write cannot be found again
+        }
+        int head = headOfId[id];
+        DescriptorChain c = head >= 0
+                ? build(logChain, head, true, token >>> 16, id, listAddr, listLen, listFlags)
+                : build(logChain, resubmitFirst[-1 - head], false, token >>> 16, id, resubmitAddr, resubmitLen, resubmitFlags);
+        if (c != null) {
+            dirtyLog.markWritten(c, Integer.toUnsignedLong(bytesWritten));
+        }
     }
 
     private void stage(int token, int bytesWritten, long writable) {
@@ -539,6 +581,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
             }
         }
         soFlags(ring, firstOff, firstFlags);
+        if (usedLogAddress >= 0) {
+            logUsedDescriptors(usedSlot, total);
+        }
         usedSlot = slot;
         usedWrap = wrap;
         inFlightSlots -= total;
@@ -562,6 +607,37 @@ public final class PackedDeviceQueue implements DeviceQueue {
         }
         int end = usedSlot + slots; // never more than a ring: slots in flight are at most the size
         track.setUsedPosition(end >= size ? end - size : end, end >= size ? usedWrap ^ 1 : usedWrap);
+    }
+
+    /** Marks the ring slots a publish of {@code slots} slots from {@code from} covers (wrapping). */
+    private void logUsedDescriptors(int from, int slots) {
+        int tail = Math.min(slots, size - from);
+        dirtyLog.mark(ringGpa + PackedLayout.descriptorOffset(from), (long) DESC_SIZE * tail);
+        if (slots > tail) {
+            dirtyLog.mark(ringGpa, (long) DESC_SIZE * (slots - tail));
+        }
+    }
+
+    /** Marks the device event structure the queue just wrote, at the ring's log address. */
+    private void logDeviceEvent() {
+        DirtyLog log = dirtyLog;
+        if (log != null && usedLogAddress >= 0) {
+            log.mark(usedLogAddress + PackedLayout.EVENT_OFF_WRAP, PackedLayout.EVENT_AREA_SIZE);
+        }
+    }
+
+    @Override
+    public void logDirty(DirtyLog log, long usedLogAddress) {
+        if (log != null && logChain == null) {
+            logChain = new DescriptorChain();
+        }
+        this.dirtyLog = log;
+        this.usedLogAddress = log == null ? -1 : usedLogAddress;
+    }
+
+    @Override
+    public DirtyLog dirtyLog() {
+        return dirtyLog;
     }
 
     @Override
@@ -742,6 +818,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
                 : PackedLayout.eventWord(PackedLayout.RING_EVENT_FLAGS_ENABLE, 0, 0);
         soEvent(deviceEvent, word);
         deviceEventShadow = word;
+        logDeviceEvent();
         // Full fence (P7 on this side): the enable must be visible before the re-check reads the
         // ring, or a driver that just looked at the old DISABLE skips its kick and we sleep anyway.
         Fences.storeLoad();
@@ -758,6 +835,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
         if (deviceEventShadow != word) {
             soEvent(deviceEvent, word);
             deviceEventShadow = word;
+            logDeviceEvent();
         }
     }
 
