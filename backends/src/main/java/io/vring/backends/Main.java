@@ -2,6 +2,7 @@ package io.vring.backends;
 
 import io.vring.backends.bench.BenchCommand;
 import io.vring.backends.demo.DemoCommand;
+import io.vring.backends.rng.RngCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -14,7 +15,7 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Main.PackageVersion.class,
         description = "A Java virtqueue engine and vhost-user stack.",
-        subcommands = {DemoCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {RngCommand.class, DemoCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec

@@ -28,6 +28,9 @@ import java.nio.file.Path;
  * memory whose ordering is the user's business (the rings publish with release/acquire).
  */
 public final class SharedMemory implements AutoCloseable {
+    /** mmap's file offset granularity (x86_64 and the usual arm64 kernels; hugetlbfs fds need more). */
+    private static final long PAGE_SIZE = 4096;
+
     private final int fd;
     private final long size;
     private final Arena arena;
@@ -36,11 +39,19 @@ public final class SharedMemory implements AutoCloseable {
     private boolean closed;
 
     private SharedMemory(int fd, long size) {
+        this(fd, 0, size);
+    }
+
+    /** Maps {@code [offset, offset + size)} of the file; mmap wants a page-aligned file offset, so the
+     * mapping starts at the page below {@code offset} and the segment skips the difference. */
+    private SharedMemory(int fd, long offset, long size) {
         this.fd = fd;
         this.size = size;
         this.arena = Arena.ofShared();
+        long delta = offset % PAGE_SIZE;
         try {
-            this.segment = Libc.mmap(fd, size, 0, arena);
+            MemorySegment mapping = Libc.mmap(fd, size + delta, offset - delta, arena);
+            this.segment = mapping.asSlice(delta, size);
         } catch (RuntimeException e) {
             arena.close();
             throw e;
@@ -79,6 +90,32 @@ public final class SharedMemory implements AutoCloseable {
                 throw new IllegalArgumentException("fd " + fd + " holds " + fileSize + " bytes, cannot map " + size);
             }
             return new SharedMemory(fd, size);
+        } catch (RuntimeException e) {
+            Libc.close(fd);
+            throw e;
+        }
+    }
+
+    /**
+     * Maps bytes {@code [offset, offset + size)} of an existing fd (a vhost-user memory region: its
+     * {@code mmap_offset} need not be page-aligned) and takes ownership of the fd as {@link #open}
+     * does. {@link #segment()} is exactly those bytes.
+     *
+     * @throws IllegalArgumentException if the file ends before {@code offset + size} (touching the
+     *                                  missing bytes would raise SIGBUS and kill the JVM)
+     */
+    public static SharedMemory openRange(int fd, long offset, long size) {
+        try {
+            requirePositive(size);
+            if (offset < 0 || offset + size < offset) {
+                throw new IllegalArgumentException("range at offset " + offset + " of " + size + " bytes overflows");
+            }
+            long fileSize = fileSize(fd);
+            if (fileSize < offset + size) {
+                throw new IllegalArgumentException("fd " + fd + " holds " + fileSize + " bytes, cannot map "
+                        + size + " bytes at offset " + offset);
+            }
+            return new SharedMemory(fd, offset, size);
         } catch (RuntimeException e) {
             Libc.close(fd);
             throw e;
