@@ -715,7 +715,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
         resubmitAt = 0;
         counter = recovery.nextCounter();
         inflight = region;
-        LOG.log(System.Logger.Level.INFO, "{0}: inflight tracking on ({1}), resuming at avail {2}/{3}, used {4}/{5}"
+        // A fresh region is every first start: worth a line only when debugging.
+        LOG.log(recovery.fresh() ? System.Logger.Level.DEBUG : System.Logger.Level.INFO, "{0}: inflight tracking on ({1}), resuming at avail {2}/{3}, used {4}/{5}"
                         + " (base was avail {6}), {7} chains to resubmit, batch {8}",
                 health.queueName(), recovery.fresh() ? "fresh region" : "recovered", availSlot, availWrap, usedSlot,
                 usedWrap, startAvail, chains, recovery.batchCommitted() ? "committed"
