@@ -90,15 +90,12 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private final MemorySegment driverEvent;
     private final MemorySegment deviceEvent;
 
-    /* Ring descriptors as the device read them, by ring slot: a list is read once into these before
-     * its buffer id (in the last one) is known and the chain is built. Each in-flight chain's copies
-     * stay intact until it is published: the device cannot fetch its slots again before (that breaks
-     * the queue), whereas the ring slots themselves are overwritten by used descriptors. */
+    /* Scratch for one list, by ring slot: its ring descriptors are read once into these before the
+     * buffer id (in the last one) is known and the chain is built. Valid during one poll only: slots
+     * are reused (by used descriptors, then by the driver) while other chains are in flight. */
     private final long[] listAddr;
     private final int[] listLen;
     private final int[] listFlags;
-    /** Per buffer id below the size: the ring slot its chain was fetched at, or -1 - r for resubmitted chain r. */
-    private final int[] headOfId;
     /** Ring slot of the chain pollRing() returned last. */
     private int lastHead;
     /** GPA of the descriptor ring (dirty logging marks used descriptors there). */
@@ -148,6 +145,20 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private long usedLogAddress = -1;
     /** Rebuilds a chain completed by token, to find the buffers to mark. */
     private DescriptorChain logChain;
+    /* While logging, a copy of each in-flight chain's ring descriptors (ids below the size), in a pool
+     * of size entries linked per chain, as the inflight region keeps them: addUsed(token) needs them
+     * and the ring slots are reused. copyNext links a chain's entries and the free list (size: end). */
+    private int[] copyOfId;
+    private int[] copyNext;
+    private long[] copyAddr;
+    private int[] copyLen;
+    private int[] copyFlags;
+    private int copyFree;
+    private long[] scratchAddr;
+    private int[] scratchLen;
+    private int[] scratchFlags;
+    /** Chains completed by token whose writes could not be marked (fetched before logging, untracked). */
+    private long unlogged;
 
     /**
      * @param name     how log lines and reasons name the queue
@@ -207,7 +218,6 @@ public final class PackedDeviceQueue implements DeviceQueue {
         this.listAddr = new long[capacity];
         this.listLen = new int[capacity];
         this.listFlags = new int[capacity];
-        this.headOfId = new int[capacity];
         this.ringGpa = rings.descriptorArea();
         this.stagedId = new int[capacity];
         this.stagedLen = new int[capacity];
@@ -287,9 +297,13 @@ public final class PackedDeviceQueue implements DeviceQueue {
         if (resubmitAt < resubmitCount) {
             int r = resubmitAt++;
             int id = resubmitId[r];
-            headOfId[id] = -1 - r;
+            int first = resubmitFirst[r];
             // Recorded by the previous incarnation; its counter stands.
-            return build(chain, resubmitFirst[r], false, resubmitSlots[r], id, resubmitAddr, resubmitLen, resubmitFlags);
+            DescriptorChain c = build(chain, first, false, resubmitSlots[r], id, resubmitAddr, resubmitLen, resubmitFlags);
+            if (c != null && dirtyLog != null) {
+                keepCopy(id, first, false, resubmitSlots[r], resubmitAddr, resubmitLen, resubmitFlags);
+            }
+            return c;
         }
         DescriptorChain c = pollRing();
         if (c != null) {
@@ -355,10 +369,10 @@ public final class PackedDeviceQueue implements DeviceQueue {
         if (c == null) {
             return null;
         }
-        if (id < size) {
-            headOfId[id] = head;
-        }
         lastHead = head;
+        if (dirtyLog != null) {
+            keepCopy(id, head, true, n, listAddr, listLen, listFlags);
+        }
         int next = head + n;
         if (next >= size) {
             next -= size;
@@ -475,6 +489,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
         stage(chain.token(), bytesWritten, chain.writableBytes());
         if (dirtyLog != null) {
             dirtyLog.markWritten(chain, Integer.toUnsignedLong(bytesWritten));
+            if (chain.head() < size) {
+                releaseCopy(chain.head()); // completed through the flyweight: its copy is not needed
+            }
         }
     }
 
@@ -487,18 +504,88 @@ public final class PackedDeviceQueue implements DeviceQueue {
         }
     }
 
-    /** Rebuilds the chain of {@code token} from the device's own copies (its ring slots may be reused) and marks it. */
+    /**
+     * Rebuilds the chain of {@code token} from the device's own copy of its ring descriptors (its ring
+     * slots may hold other descriptors by now) or, for a chain fetched before logging started, from
+     * the inflight region, and marks what was written. A chain with neither cannot be found again: it
+     * is counted and reported once.
+     */
     private void logWrittenByToken(int token, int bytesWritten) {
         int id = token & 0xFFFF;
-        if (id >= size) {
-            return; // no copy kept: such ids are a driver's oddity, and the write cannot be found again
+        int first = id < size ? copyOfId[id] : -1;
+        int n = 0;
+        if (first >= 0) {
+            for (int e = first; e != size; e = copyNext[e]) {
+                scratchAddr[n] = copyAddr[e];
+                scratchLen[n] = copyLen[e];
+                scratchFlags[n] = copyFlags[e];
+                n++;
+            }
+            releaseCopy(id);
+        } else if (inflight != null && id < size && entryOfId[id] != NOT_IN_FLIGHT) {
+            n = inflight.copyChain(entryOfId[id] & ~STAGED, scratchAddr, scratchLen, scratchFlags);
         }
-        int head = headOfId[id];
-        DescriptorChain c = head >= 0
-                ? build(logChain, head, true, token >>> 16, id, listAddr, listLen, listFlags)
-                : build(logChain, resubmitFirst[-1 - head], false, token >>> 16, id, resubmitAddr, resubmitLen, resubmitFlags);
+        if (n == 0) {
+            unlogged++;
+            if (unlogged == 1) {
+                LOG.log(System.Logger.Level.WARNING, "{0}: buffer id {1} was completed by token while dirty logging,"
+                        + " fetched before logging started and not tracked: its writes cannot be marked", health.queueName(), id);
+            }
+            return;
+        }
+        DescriptorChain c = build(logChain, 0, false, n, id, scratchAddr, scratchLen, scratchFlags);
         if (c != null) {
             dirtyLog.markWritten(c, Integer.toUnsignedLong(bytesWritten));
+        }
+    }
+
+    /** While logging: copies the ring descriptors of the chain just fetched (id below the size) into the copy pool. */
+    private void keepCopy(int id, int from, boolean fromRing, int n, long[] addr, int[] len, int[] flags) {
+        if (id >= size) {
+            return;
+        }
+        releaseCopy(id); // a stale copy of an id the device completed untracked, before logging
+        int first = size;
+        int last = size;
+        for (int i = 0, k = from; i < n; i++, k++) {
+            if (fromRing && k == size) {
+                k = 0;
+            }
+            int e = copyFree;
+            if (e == size) {
+                releaseCopyChain(first);
+                return; // cannot happen: at most size descriptors are in flight
+            }
+            copyFree = copyNext[e];
+            copyAddr[e] = addr[k];
+            copyLen[e] = len[k];
+            copyFlags[e] = flags[k];
+            copyNext[e] = size;
+            if (last == size) {
+                first = e;
+            } else {
+                copyNext[last] = e;
+            }
+            last = e;
+        }
+        copyOfId[id] = first;
+    }
+
+    private void releaseCopy(int id) {
+        int first = copyOfId[id];
+        if (first >= 0) {
+            copyOfId[id] = -1;
+            releaseCopyChain(first);
+        }
+    }
+
+    private void releaseCopyChain(int first) {
+        int e = first;
+        while (e != size) {
+            int next = copyNext[e];
+            copyNext[e] = copyFree;
+            copyFree = e;
+            e = next;
         }
     }
 
@@ -629,10 +716,35 @@ public final class PackedDeviceQueue implements DeviceQueue {
     @Override
     public void logDirty(DirtyLog log, long usedLogAddress) {
         if (log != null && logChain == null) {
+            int n = Math.max(size, 1);
             logChain = new DescriptorChain();
+            copyOfId = new int[n];
+            copyNext = new int[n];
+            copyAddr = new long[n];
+            copyLen = new int[n];
+            copyFlags = new int[n];
+            scratchAddr = new long[n];
+            scratchLen = new int[n];
+            scratchFlags = new int[n];
+        }
+        if (log == null || dirtyLog == null) {
+            // Logging starts or stops: no copy is current (chains fetched while it was off have none).
+            if (copyOfId != null) {
+                java.util.Arrays.fill(copyOfId, -1);
+                for (int i = 0; i < copyNext.length; i++) {
+                    copyNext[i] = i + 1;
+                }
+                copyNext[copyNext.length - 1] = size;
+                copyFree = 0;
+            }
         }
         this.dirtyLog = log;
         this.usedLogAddress = log == null ? -1 : usedLogAddress;
+    }
+
+    /** Chains completed by token while logging whose writes could not be marked (diagnostics). */
+    public long unloggedCompletions() {
+        return unlogged;
     }
 
     @Override
@@ -716,7 +828,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
         counter = recovery.nextCounter();
         inflight = region;
         // A fresh region is every first start: worth a line only when debugging.
-        LOG.log(recovery.fresh() ? System.Logger.Level.DEBUG : System.Logger.Level.INFO, "{0}: inflight tracking on ({1}), resuming at avail {2}/{3}, used {4}/{5}"
+        System.Logger.Level level = recovery.fresh() ? System.Logger.Level.DEBUG : System.Logger.Level.INFO;
+        LOG.log(level, "{0}: inflight tracking on ({1}), resuming at avail {2}/{3}, used {4}/{5}"
                         + " (base was avail {6}), {7} chains to resubmit, batch {8}",
                 health.queueName(), recovery.fresh() ? "fresh region" : "recovered", availSlot, availWrap, usedSlot,
                 usedWrap, startAvail, chains, recovery.batchCommitted() ? "committed"

@@ -512,7 +512,8 @@ public final class SplitDeviceQueue implements DeviceQueue {
         }
         inflight = region;
         // A fresh region is every first start: worth a line only when debugging.
-        LOG.log(recovery.fresh() ? System.Logger.Level.DEBUG : System.Logger.Level.INFO, "{0}: inflight tracking on ({1}), resuming at avail idx {2} (base was {3}),"
+        System.Logger.Level level = recovery.fresh() ? System.Logger.Level.DEBUG : System.Logger.Level.INFO;
+        LOG.log(level, "{0}: inflight tracking on ({1}), resuming at avail idx {2} (base was {3}),"
                         + " used idx {4}, {5} chains to resubmit, {6} heads of a half-published batch finished",
                 health.queueName(), recovery.fresh() ? "fresh region" : "recovered", nextAvail, startAvail, usedIdx,
                 resubmit.length, recovery.batchFinished());
