@@ -5,12 +5,16 @@ import io.vring.engine.RingPlacement;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.os.Libc;
+import io.vring.engine.split.SplitLayout;
 import io.vring.protocol.message.MemoryRegion;
 import io.vring.protocol.message.MemoryTable;
 import io.vring.protocol.message.ProtocolFeatures;
 import io.vring.protocol.message.VringAddress;
 
 import java.lang.System.Logger;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 import java.lang.System.Logger.Level;
 import java.util.ArrayList;
 import java.util.List;
@@ -19,6 +23,22 @@ import java.util.List;
  * A Java front-end driving one vhost-user back-end the way QEMU does: it owns the guest memory
  * (memfd regions), the rings (driver side) and their eventfds, the back-end channel, and the
  * {@link BackendClient} it was started with.
+ *
+ * <pre>{@code
+ * try (FrontendDevice device = FrontendDevice.start(BackendClient.connect(socket),
+ *         FrontendConfig.of(2, 256).packed().withBusyPoll(false))) {
+ *     FrontendRing tx = device.ring(1);
+ *     tx.data().copyFrom(MemorySegment.ofArray(frame));            // a buffer in the ring's data area
+ *     tx.queue().addReadable(tx.dataGpa(), frame.length);
+ *     tx.queue().submit();
+ *     tx.publish();                                                // kicks if the back-end asked
+ *     if (tx.awaitUsed(1_000)) { tx.queue().pollUsed(); }
+ *     FrontendRegion more = device.addRegion(1L << 30, 1 << 20);   // ADD_MEM_REG, acked
+ *     int[] bases = device.stop();                                 // GET_VRING_BASE per ring
+ *     byte[] state = device.saveState();                           // DEVICE_STATE save
+ *     device.resume(BackendClient.connect(otherSocket), state);    // a fresh back-end carries on
+ * }
+ * }</pre>
  *
  * <p><b>Start</b> ({@link #start}), in QEMU's order: GET_FEATURES, GET/SET_PROTOCOL_FEATURES (the
  * intersection), GET_QUEUE_NUM (MQ), GET_MAX_MEM_SLOTS (CONFIGURE_MEM_SLOTS), SET_BACKEND_REQ_FD
@@ -51,6 +71,8 @@ public final class FrontendDevice implements AutoCloseable {
     private static final Logger LOG = System.getLogger(FrontendDevice.class.getName());
     private static final long PROTOCOL_FEATURES_BIT = 1L << ProtocolFeatures.VIRTIO_PROTOCOL_FEATURES;
     private static final long PAGE = 4096;
+    /** Little-endian u16 at a byte offset: the split used ring's idx, read with acquire as the driver does. */
+    private static final VarHandle USED_IDX = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
 
     private final FrontendConfig config;
     private final List<FrontendRegion> regions = new ArrayList<>();
@@ -246,6 +268,36 @@ public final class FrontendDevice implements AutoCloseable {
         }
         sendMemoryTable();
         startRings();
+    }
+
+    /**
+     * Starts the device again on {@code next} after the back-end went away without GET_VRING_BASE
+     * (it crashed or was restarted), as QEMU does (reference §6.2): each split ring resumes at the
+     * used index the lost back-end last published, so a new back-end re-reads every chain the old
+     * one took but never completed. The rings' memory and eventfds are the same; the old client is
+     * closed. Without inflight tracking a chain completed out of order before the loss is executed
+     * again (QEMU's behaviour too): a device that cares negotiates INFLIGHT_SHMFD.
+     *
+     * @throws VhostUserException InvalidOperation for packed rings (the driver's used position is not
+     *                            exposed by the engine yet), or if the old back-end still answers
+     */
+    public void reconnect(BackendClient next) {
+        if (running && !backend.isBroken()) {
+            throw new VhostUserException(VhostUserError.InvalidOperation,
+                    "the back-end still answers: stop() and resume() move a device that is alive");
+        }
+        if (ringKind() == RingKind.PACKED) {
+            throw new VhostUserException(VhostUserError.InvalidOperation,
+                    "reconnect of packed rings needs the driver's used position, which the engine does not expose yet");
+        }
+        FrontendRegion ringRegion = regions.getFirst();
+        for (FrontendRing ring : rings) {
+            long usedIdxGpa = ring.placement().rings().deviceArea() + SplitLayout.USED_IDX;
+            short usedIdx = (short) USED_IDX.getAcquire(ringRegion.segment(), usedIdxGpa - ringRegion.guestPhysicalAddress());
+            ring.base(Short.toUnsignedInt(usedIdx));
+        }
+        running = false;
+        resume(next, null);
     }
 
     /** Closes the back-end client and channel, the rings' eventfds and the regions. Idempotent. */
