@@ -548,6 +548,47 @@ class BackendServerTest {
         }
     }
 
+    @ParameterizedTest(name = "{0} ring")
+    @CsvSource({"SPLIT", "PACKED"})
+    void withLogAllTheDeviceMarksThePagesItWroteAndTheUsedRingInTheDirtyLog(RingKind kind) {
+        long features = ALL_RING_FEATURES | PROTOCOL_BIT | (kind == RingKind.PACKED ? PACKED : 0);
+        long protocol = WANTED_PROTOCOL | ProtocolFeatures.bit(ProtocolFeatures.LOG_SHMFD);
+        try (RawFrontend fe = frontend(); SharedMemory log = SharedMemory.create("dirty-log", 4096)) {
+            assertTrue((fe.negotiate(features, protocol) & ProtocolFeatures.bit(ProtocolFeatures.LOG_SHMFD)) != 0);
+            assertTrue((fe.callU64(FrontendRequest.GET_FEATURES) & BackendSession.LOG_ALL_BIT) != 0, "LOG_ALL offered");
+            fe.sendMemTable();
+            try (RawFrontend.Ring r = fe.new Ring(0, kind, 16, features, false)) {
+                r.start(kind == RingKind.PACKED ? 0x8000_8000 : 0);
+                r.submit(4);
+                r.collect(4, 5000);
+                assertEquals(0, log.segment().get(java.lang.foreign.ValueLayout.JAVA_LONG, 0), "nothing logged before SET_LOG_BASE");
+                fe.connection.sendRequest(FrontendRequest.SET_LOG_BASE, new io.vring.protocol.message.LogDescription(4096, 0),
+                        false, log.fd());
+                fe.connection.receive().close();
+                // Migration starts: LOG_ALL, then the used ring's log address on the running ring.
+                assertEquals(0, fe.sendAcked(FrontendRequest.SET_FEATURES, new U64Payload(features | BackendSession.LOG_ALL_BIT)));
+                VringAddress a = r.address();
+                long usedGpa = r.plan.rings().deviceArea();
+                assertEquals(0, fe.sendAcked(FrontendRequest.SET_VRING_ADDR, new VringAddress(0, VringAddress.FLAG_LOG,
+                        a.descUserAddr(), a.usedUserAddr(), a.availUserAddr(), usedGpa)), "acked: the ring logs from here on");
+                r.submit(4);
+                r.collect(4, 5000);
+                for (int v = 4; v < 8; v++) {
+                    long page = (r.dataGpa + (v % 16) * RawFrontend.DATA_PER_CHAIN + 4) / 4096;
+                    assertTrue(isDirty(log, page), "page " + page + " with the answer to request " + v + " is dirty; log word 0 = 0x" + Long.toHexString(log.segment().get(java.lang.foreign.ValueLayout.JAVA_LONG, 0)) + ", dataGpa 0x" + Long.toHexString(r.dataGpa));
+                }
+                // Split: the used ring at the log address. Packed: used descriptors go into the descriptor ring.
+                long usedPage = (kind == RingKind.SPLIT ? usedGpa : r.plan.rings().descriptorArea()) / 4096;
+                assertTrue(isDirty(log, usedPage), "page " + usedPage + " of the device's used-entry stores is dirty");
+                assertEquals(0, log.segment().get(java.lang.foreign.ValueLayout.JAVA_BYTE, 4095), "pages never written stay clean");
+            }
+        }
+    }
+
+    private static boolean isDirty(SharedMemory log, long page) {
+        return (log.segment().get(java.lang.foreign.ValueLayout.JAVA_BYTE, page / 8) & (1 << (page % 8))) != 0;
+    }
+
     private void awaitSessionsEnded(long n) throws InterruptedException {
         long deadline = System.currentTimeMillis() + 5000;
         while (server.stats().sessionsEnded() < n && System.currentTimeMillis() < deadline) {
