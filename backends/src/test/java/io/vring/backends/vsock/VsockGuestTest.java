@@ -1,0 +1,219 @@
+package io.vring.backends.vsock;
+
+import io.vring.backends.guest.GuestKit;
+import io.vring.backends.guest.Initramfs;
+import io.vring.backends.guest.QemuGuest;
+import io.vring.engine.RingKind;
+import io.vring.protocol.BackendServer;
+import io.vring.protocol.ServerStats;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.TreeSet;
+import java.util.concurrent.Future;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The vsock device serving a real Linux guest through QEMU 7.2's vhost-user-vsock-pci, with host
+ * programs on its hybrid side. In one boot the guest
+ * <ol>
+ *   <li>reads its CID (IOCTL_VM_SOCKETS_GET_LOCAL_CID), which QEMU took from the device's config space;</li>
+ *   <li>connects to a host port nobody listens on, which must fail at once with a reset, not after
+ *       the guest's 2 s connect timeout;</li>
+ *   <li>opens {@value #CONNS} connections in parallel to a host listener on {@code <uds-path>_5000}
+ *       and sends {@value #BYTES_PER_CONN} bytes on each, shuts its sending half, and reads the
+ *       host's reply, sent only after the host saw EOF;</li>
+ *   <li>listens on port 6000 for {@value #CONNS} host connections (CONNECT through {@code <uds-path>}),
+ *       receives {@value #BYTES_PER_CONN} bytes on each, and replies after the host's half-close;</li>
+ *   <li>resets the device by unbinding and rebinding its driver, reads its CID again and does a
+ *       smaller round both ways.</li>
+ * </ol>
+ * Every byte either way belongs to a seeded stream per connection and direction ({@link StreamPattern})
+ * and is checked by its receiver. QEMU must not complain, and no queue may break.
+ */
+class VsockGuestTest {
+    private static final Duration GUEST_STEP = Duration.ofSeconds(60);
+    private static final long GUEST_CID = 42;
+    private static final int CONNS = 4;
+    /** 16 MiB each way in all, over the parallel connections. */
+    private static final int BYTES_PER_CONN = 4 << 20;
+    private static final int REPLY = 64 << 10;
+    private static final int AFTER_RESET_CONNS = 2;
+    private static final int AFTER_RESET_BYTES = 1 << 20;
+    private static final int REFUSED_PORT = 4999, HOST_PORT = 5000, GUEST_PORT = 6000;
+    private static final int HOST_PORT_AFTER_RESET = 5001, GUEST_PORT_AFTER_RESET = 6001;
+    /** The guest gives up on an unanswered REQUEST after 2 s; a reset must come well before that. */
+    private static final long REFUSED_WITHIN_MILLIS = 1000;
+    private static final int ECONNRESET = 104, ECONNREFUSED = 111;
+
+    static Stream<Arguments> guests() {
+        return Stream.of(
+                Arguments.of(RingKind.SPLIT, 256),
+                Arguments.of(RingKind.PACKED, 256),
+                Arguments.of(RingKind.SPLIT, 3072));
+    }
+
+    @ParameterizedTest(name = "{0} ring, {1} MiB of guest RAM")
+    @MethodSource("guests")
+    void guestTrafficBothWaysIsDeliveredExactlyAcrossADeviceReset(RingKind kind, int memoryMiB, @TempDir Path dir)
+            throws Exception {
+        GuestKit kit = GuestKit.require();
+        long seed = new SplittableRandom().nextLong();
+        String name = "vsock-" + kind.name().toLowerCase() + "-" + memoryMiB + "m";
+        System.out.println("VsockGuestTest " + name + ": seed " + seed);
+        Path initramfs = new Initramfs(kit)
+                .modules("virtio_pci", "vmw_vsock_virtio_transport")
+                .program("/io/vring/backends/vsock/vsock_guest.c")
+                .script(script(seed))
+                .writeTo(dir.resolve("initramfs.cpio.gz"));
+        Path socket = dir.resolve("vhost.sock");
+        Path uds = dir.resolve("vsock.uds");
+        VsockConfig config = VsockConfig.of(GUEST_CID, socket, uds);
+
+        ServerStats serverStats;
+        VsockStats.Snapshot deviceStats;
+        try (VsockDevice device = VsockDevice.open(config);
+             BackendServer server = BackendServer.listen(socket, device);
+             HybridHosts hosts = new HybridHosts(seed)) {
+            serverStats = server.stats();
+            List<Future<HybridHosts.Outcome>> fromGuest = hosts.acceptFromGuest(config.listenerPath(HOST_PORT), HOST_PORT,
+                    CONNS, BYTES_PER_CONN, REPLY);
+            List<Future<HybridHosts.Outcome>> fromGuestAfterReset = hosts.acceptFromGuest(
+                    config.listenerPath(HOST_PORT_AFTER_RESET), HOST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES, REPLY);
+            long bootStart = System.nanoTime();
+            try (QemuGuest guest = QemuGuest.builder(kit, initramfs, name).memoryMiB(memoryMiB)
+                    .vhostUser("vhost-user-vsock-pci", socket, kind == RingKind.PACKED ? "packed=on" : "packed=off")
+                    .start()) {
+                assertEquals(String.valueOf(GUEST_CID), guest.awaitLine(Pattern.compile("^CID (\\d+)$"), GUEST_STEP).group(1),
+                        "the guest's CID is the device's config space");
+                long ready = System.nanoTime();
+
+                Matcher refused = guest.awaitLine(Pattern.compile("^REFUSED(-CONNECTED)?(?: (\\d+) (\\S+) (\\d+))?$"), GUEST_STEP);
+                assertEquals(null, refused.group(1), "a connect to a host port nobody listens on must fail");
+                int errno = Integer.parseInt(refused.group(2));
+                assertTrue(errno == ECONNRESET || errno == ECONNREFUSED,
+                        "refused with " + refused.group(3) + ", not a reset (ETIMEDOUT means the device never answered)");
+                assertTrue(Long.parseLong(refused.group(4)) < REFUSED_WITHIN_MILLIS,
+                        "refused after " + refused.group(4) + " ms: the reset must come at once");
+
+                long g2hStart = System.nanoTime();
+                assertGuestDone(guest, "CONNECT", HOST_PORT);
+                List<HybridHosts.Outcome> g2h = HybridHosts.await(fromGuest, GUEST_STEP);
+                long g2hMillis = millisSince(g2hStart);
+                assertEquals(indices(CONNS), g2h.stream().map(HybridHosts.Outcome::index).collect(Collectors.toCollection(TreeSet::new)),
+                        "every guest connection reached the host listener once");
+
+                guest.awaitLine(Pattern.compile("^LISTENING " + GUEST_PORT + "$"), GUEST_STEP);
+                long h2gStart = System.nanoTime();
+                List<HybridHosts.Outcome> h2g = HybridHosts.await(
+                        hosts.connectToGuest(uds, GUEST_PORT, CONNS, BYTES_PER_CONN, REPLY), GUEST_STEP);
+                assertGuestDone(guest, "SERVE", GUEST_PORT);
+                long h2gMillis = millisSince(h2gStart);
+                assertOkPortsAreThePeersTheGuestSaw(guest, GUEST_PORT, h2g);
+
+                guest.awaitLine(Pattern.compile("^UNBOUND$"), GUEST_STEP);
+                guest.awaitLine(Pattern.compile("^REBOUND$"), GUEST_STEP);
+                assertEquals(String.valueOf(GUEST_CID), guest.awaitLine(Pattern.compile("^CID (\\d+)$"), GUEST_STEP).group(1),
+                        "the CID after the reset");
+                assertGuestDone(guest, "CONNECT", HOST_PORT_AFTER_RESET);
+                HybridHosts.await(fromGuestAfterReset, GUEST_STEP);
+                guest.awaitLine(Pattern.compile("^LISTENING " + GUEST_PORT_AFTER_RESET + "$"), GUEST_STEP);
+                List<HybridHosts.Outcome> afterReset = HybridHosts.await(
+                        hosts.connectToGuest(uds, GUEST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES, REPLY), GUEST_STEP);
+                assertGuestDone(guest, "SERVE", GUEST_PORT_AFTER_RESET);
+                assertOkPortsAreThePeersTheGuestSaw(guest, GUEST_PORT_AFTER_RESET, afterReset);
+
+                assertEquals(0, guest.awaitPowerOff(GUEST_STEP), "the guest's script succeeded");
+                assertEquals(List.of(), guest.qemuMessages(), "QEMU has nothing to complain about");
+                deviceStats = device.stats();
+                System.out.printf("VsockGuestTest %s: boot to CID %d ms; guest->host %d MiB over %d connections in %d ms"
+                                + " (%.1f MiB/s); host->guest %d MiB in %d ms (%.1f MiB/s); whole run %d ms; %s; %s%n",
+                        name, millis(bootStart, ready), (long) CONNS * BYTES_PER_CONN >> 20, CONNS, g2hMillis,
+                        mibPerSecond(g2hMillis), (long) CONNS * BYTES_PER_CONN >> 20, h2gMillis, mibPerSecond(h2gMillis),
+                        millisSince(bootStart), deviceStats, serverStats);
+            }
+        }
+        long total = (long) CONNS * BYTES_PER_CONN + (long) AFTER_RESET_CONNS * AFTER_RESET_BYTES;
+        long replies = (long) (CONNS + AFTER_RESET_CONNS) * REPLY;
+        // The stream bytes plus the 4-byte index that opens each connection.
+        assertEquals(total + replies + 4L * (CONNS + AFTER_RESET_CONNS), deviceStats.bytesGuestToHost(), deviceStats.toString());
+        assertEquals(total + replies + 4L * (CONNS + AFTER_RESET_CONNS), deviceStats.bytesHostToGuest(), deviceStats.toString());
+        assertEquals(0, deviceStats.malformed(), deviceStats.toString());
+        assertEquals(0, serverStats.brokenQueues(), serverStats.toString());
+        assertEquals(0, serverStats.ringStarts(kind == RingKind.PACKED ? RingKind.SPLIT : RingKind.PACKED), serverStats.toString());
+        assertEquals(4, serverStats.ringStarts(kind), "rx and tx started once per driver binding, as " + kind + ": " + serverStats);
+    }
+
+    private static String script(long seed) {
+        String s = Long.toUnsignedString(seed);
+        return """
+                vsock_guest cid || exit 1
+                vsock_guest refused %2$d || exit 1
+                vsock_guest connect %3$d %5$d %6$d %7$d %1$s || exit 1
+                vsock_guest serve %4$d %5$d %6$d %7$d %1$s || exit 1
+                driver=/sys/bus/virtio/drivers/vmw_vsock_virtio_transport
+                device=$(basename "$(readlink -f $driver/virtio*)")
+                echo "$device" > $driver/unbind || exit 1
+                echo UNBOUND
+                echo "$device" > $driver/bind || exit 1
+                echo REBOUND
+                vsock_guest cid || exit 1
+                vsock_guest connect %8$d %10$d %11$d %7$d %1$s || exit 1
+                vsock_guest serve %9$d %10$d %11$d %7$d %1$s || exit 1
+                """.formatted(s, REFUSED_PORT, HOST_PORT, GUEST_PORT, CONNS, BYTES_PER_CONN, REPLY,
+                HOST_PORT_AFTER_RESET, GUEST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES);
+    }
+
+    /** Waits for the guest program's summary line; on failure shows the guest's FAIL lines. */
+    private static void assertGuestDone(QemuGuest guest, String what, int port) throws InterruptedException {
+        Matcher done = guest.awaitLine(Pattern.compile("^" + what + "-DONE " + port + " failures=(\\d+) in (\\d+) ms$"), GUEST_STEP);
+        List<String> failures = guest.console().stream().filter(line -> line.startsWith("FAIL ")).toList();
+        assertEquals("0", done.group(1), "guest " + what + " on port " + port + ": " + failures);
+        assertEquals(List.of(), failures, "the guest program's complaints");
+        System.out.println("VsockGuestTest: guest " + what + " " + port + " took " + done.group(2) + " ms (guest clock)");
+    }
+
+    /** The port in each {@code OK <port>} is the host-side port the guest's accept() reported. */
+    private static void assertOkPortsAreThePeersTheGuestSaw(QemuGuest guest, int port, List<HybridHosts.Outcome> outcomes) {
+        Pattern served = Pattern.compile("^SERVED " + port + " (\\d+) peer=(\\d+):(\\d+) ");
+        Set<String> seen = new TreeSet<>();
+        for (String line : guest.console()) {
+            Matcher m = served.matcher(line);
+            if (m.find()) {
+                assertEquals("2", m.group(2), "a host connection comes from CID 2: " + line);
+                seen.add(m.group(1) + ":" + m.group(3));
+            }
+        }
+        Set<String> told = outcomes.stream().map(o -> o.index() + ":" + o.okPort()).collect(Collectors.toCollection(TreeSet::new));
+        assertEquals(told, seen, "index:port pairs the host was told (OK) and the guest accepted");
+    }
+
+    private static Set<Integer> indices(int n) {
+        return Stream.iterate(0, i -> i + 1).limit(n).collect(Collectors.toCollection(TreeSet::new));
+    }
+
+    private static long millisSince(long start) {
+        return millis(start, System.nanoTime());
+    }
+
+    private static long millis(long from, long to) {
+        return (to - from) / 1_000_000;
+    }
+
+    private static double mibPerSecond(long millis) {
+        return (double) ((long) CONNS * BYTES_PER_CONN >> 20) * 1000 / Math.max(1, millis);
+    }
+}
