@@ -37,6 +37,7 @@ final class ConnectionTable {
     final VsockStats stats = new VsockStats();
     final GuestWarnings warnings;
     private final String name;
+    private final int maxConnections;
     private final Long2ObjectHashMap<VsockConnection> connections = new Long2ObjectHashMap<>();
     private final IntHashSet hostPorts = new IntHashSet();
     private final ArrayDeque<VsockConnection> rxWaiting = new ArrayDeque<>();
@@ -50,8 +51,9 @@ final class ConnectionTable {
     private Selector selector;
     private boolean rxWakeNeeded;
 
-    ConnectionTable(String name) {
+    ConnectionTable(String name, int maxConnections) {
         this.name = name;
+        this.maxConnections = maxConnections;
         this.warnings = new GuestWarnings(LOG, name);
     }
 
@@ -74,6 +76,16 @@ final class ConnectionTable {
 
     int open() {
         return connections.size();
+    }
+
+    /** Whether another connection may open; if not, says so (rate-limited) and counts the refusal. */
+    boolean roomFor(String who) {
+        if (connections.size() < maxConnections) {
+            return true;
+        }
+        stats.refused++;
+        warnings.warn(maxConnections + " connections are open; refusing " + who);
+        return false;
     }
 
     void add(VsockConnection connection) {

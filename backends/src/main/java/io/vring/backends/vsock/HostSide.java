@@ -189,6 +189,10 @@ final class HostSide implements AutoCloseable {
             reject(key, handshake, "the guest's device is not running");
             return;
         }
+        if (!table.roomFor("a host connection to guest port " + Integer.toUnsignedString(guestPort))) {
+            reject(key, handshake, "too many connections");
+            return;
+        }
         int localPort = table.allocateHostPort();
         if (localPort < 0) {
             reject(key, handshake, "no free host port");

@@ -168,6 +168,10 @@ final class TxProcessor {
 
     /** Guest connects to host port {@code localPort}: connect to {@code <uds-path>_<port>}. */
     private void request(int localPort, int peerPort, int type) {
+        if (!table.roomFor("the guest's REQUEST to port " + Integer.toUnsignedString(localPort))) {
+            table.queueReset(localPort, peerPort, type);
+            return;
+        }
         Path path = config.listenerPath(localPort);
         SocketChannel channel = null;
         try {

@@ -36,6 +36,11 @@ public final class VsockDevice implements Backend, AutoCloseable {
     public static final int F_SEQPACKET = 1;
     /** Config space: {@code le64 guest_cid}. */
     public static final int CONFIG_SIZE = 8;
+    /**
+     * Connections one VM may have open (each holds a host socket and, under backpressure, a backlog
+     * of --tx-buffer-size bytes): a guest cannot exhaust the process's fds. More are refused with RST.
+     */
+    public static final int MAX_CONNECTIONS = 4096;
     /** An unanswered REQUEST (either way) is reset after this, as Firecracker does. */
     static final long CONNECT_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(2);
     /** A connection the guest closed both ways whose backlog cannot drain is reset after this. */
@@ -58,7 +63,12 @@ public final class VsockDevice implements Backend, AutoCloseable {
 
     /** Binds {@code <uds-path>} and starts the VM's host thread. */
     public static VsockDevice open(VsockConfig config) throws IOException {
-        ConnectionTable table = new ConnectionTable("vsock cid " + config.guestCid());
+        return open(config, MAX_CONNECTIONS);
+    }
+
+    /** As {@link #open(VsockConfig)} with at most {@code maxConnections} open at once. */
+    static VsockDevice open(VsockConfig config, int maxConnections) throws IOException {
+        ConnectionTable table = new ConnectionTable("vsock cid " + config.guestCid(), maxConnections);
         return new VsockDevice(config, table, HostSide.open(table, config));
     }
 

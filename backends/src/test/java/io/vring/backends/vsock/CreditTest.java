@@ -33,7 +33,7 @@ class CreditTest {
     @ParameterizedTest
     @EnumSource(RingKind.class)
     void withZeroCreditTheDeviceAsksOnceAndSendsNothingUntilCreditComes(RingKind kind) throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, kind);
+        try (GuestDriver driver = GuestDriver.of(dir, kind);
              ServerSocketChannel server = HostEnd.listen(driver.config.listenerPath(PORT))) {
             GuestStack guest = new GuestStack(driver);
             GuestSocket socket = guest.connectAndWait(PORT, 0);
@@ -65,7 +65,7 @@ class CreditTest {
     @ParameterizedTest
     @EnumSource(RingKind.class)
     void aSmallGuestWindowThatKeepsReturningCarriesAMegabyteWithoutStallOrOverrun(RingKind kind) throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, kind);
+        try (GuestDriver driver = GuestDriver.of(dir, kind);
              ServerSocketChannel server = HostEnd.listen(driver.config.listenerPath(PORT));
              ExecutorService io = Executors.newVirtualThreadPerTaskExecutor()) {
             GuestStack guest = new GuestStack(driver);
@@ -86,7 +86,7 @@ class CreditTest {
 
     @Test
     void aGuestThatClosesDuringAStallFreesTheHostSocket() throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, RingKind.SPLIT);
+        try (GuestDriver driver = GuestDriver.of(dir, RingKind.SPLIT);
              ServerSocketChannel server = HostEnd.listen(driver.config.listenerPath(PORT))) {
             GuestStack guest = new GuestStack(driver);
             GuestSocket socket = guest.connectAndWait(PORT, 0);

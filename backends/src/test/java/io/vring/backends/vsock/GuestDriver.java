@@ -7,6 +7,11 @@ import io.vring.engine.RingPlacement;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.SharedMemory;
+import io.vring.protocol.BackendClient;
+import io.vring.protocol.BackendServer;
+import io.vring.protocol.FrontendConfig;
+import io.vring.protocol.FrontendDevice;
+import io.vring.protocol.FrontendRing;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -33,6 +38,7 @@ final class GuestDriver implements AutoCloseable {
     static final int QUEUE_SIZE = 128;
     private static final int TX_SLOT = Packet.HEADER + 64 * 1024 + 64 * 16;
     private static final int GAP = 64;
+    private static final long TX_AREA = (long) QUEUE_SIZE * TX_SLOT;
 
     /** How a tx packet is cut into descriptors. */
     enum Split { WHOLE, HEADER_APART, HEADER_TORN, SCATTERED }
@@ -42,19 +48,28 @@ final class GuestDriver implements AutoCloseable {
 
     final VsockDevice device;
     final VsockConfig config;
+    /** Engine-level transport: our own memory, device queues and ring runners; null over a front-end. */
     private final SharedMemory memory;
-    private final DriverQueue rx;
-    private final DriverQueue tx;
     private final DeviceQueue rxDevice;
     private final DeviceQueue txDevice;
     private final RingRunner rxRunner;
     private final RingRunner txRunner;
+    /** Control-plane transport: a FrontendDevice talking to a BackendServer; null at engine level. */
+    private final FrontendDevice frontend;
+    private final DriverQueue rx;
+    private final DriverQueue tx;
+    /** Where the tx and rx slots live: a segment and the GPA of its first byte. */
+    private final MemorySegment txArea;
+    private final long txAreaGpa;
+    private final MemorySegment rxArea;
+    private final long rxAreaGpa;
     private final boolean indirect;
     private final RxLayout rxLayout;
     private final int rxBufferSize;
     private final SplittableRandom random;
     private final long txSlots;
     private final long rxSlots;
+    private final BackendServer server;
     private final ArrayDeque<Integer> freeTx = new ArrayDeque<>();
     private final ArrayDeque<Integer> freeRx = new ArrayDeque<>();
     private final Map<Integer, Integer> txInFlight = new HashMap<>();
@@ -64,6 +79,11 @@ final class GuestDriver implements AutoCloseable {
 
     GuestDriver(Path dir, RingKind kind, boolean indirect, int txBufferSize, RxLayout rxLayout, int rxBufferSize,
                 long seed) throws IOException {
+        this(dir, kind, indirect, txBufferSize, rxLayout, rxBufferSize, seed, VsockDevice.MAX_CONNECTIONS);
+    }
+
+    GuestDriver(Path dir, RingKind kind, boolean indirect, int txBufferSize, RxLayout rxLayout, int rxBufferSize,
+                long seed, int maxConnections) throws IOException {
         this.config = new VsockConfig(GUEST_CID, dir.resolve("vhost.sock"), dir.resolve("vm.vsock"), txBufferSize,
                 1024, List.of());
         this.indirect = indirect;
@@ -76,23 +96,24 @@ final class GuestDriver implements AutoCloseable {
         int maxIndirect = indirect ? 16 : 0;
         RingPlacement sizing = RingPlacement.plan(kind, QUEUE_SIZE, 0, maxIndirect, 0);
         long ringBytes = sizing.totalBytes();
-        long txBytes = (long) QUEUE_SIZE * TX_SLOT;
-        long rxBytes = (long) QUEUE_SIZE * (rxBufferSize + 16L * GAP);
-        this.memory = SharedMemory.create("vsock-guest", 2 * ringBytes + txBytes + rxBytes + 3 * 4096);
+        this.memory = SharedMemory.create("vsock-guest", 2 * ringBytes + TX_AREA + rxArea(rxBufferSize) + 3 * 4096);
         GuestMemory guest = memory.guestMemory(0);
         RingPlacement rxPlan = RingPlacement.plan(kind, QUEUE_SIZE, memory.allocate(ringBytes, 4096), maxIndirect, 0);
         RingPlacement txPlan = RingPlacement.plan(kind, QUEUE_SIZE, memory.allocate(ringBytes, 4096), maxIndirect, 0);
-        this.txSlots = memory.allocate(txBytes, 4096);
-        this.rxSlots = memory.allocate(rxBytes, 4096);
+        this.txArea = memory.segment();
+        this.txAreaGpa = 0;
+        this.rxArea = memory.segment();
+        this.rxAreaGpa = 0;
+        this.txSlots = memory.allocate(TX_AREA, 4096);
+        this.rxSlots = memory.allocate(rxArea(rxBufferSize), 4096);
         this.rx = kind.driver("guest-rx", guest, QUEUE_SIZE, rxPlan.rings(), features, rxPlan.indirect());
         this.tx = kind.driver("guest-tx", guest, QUEUE_SIZE, txPlan.rings(), features, txPlan.indirect());
         this.rxDevice = kind.device("rx", guest, QUEUE_SIZE, rxPlan.rings(), features);
         this.txDevice = kind.device("tx", guest, QUEUE_SIZE, txPlan.rings(), features);
-        for (int i = 0; i < QUEUE_SIZE; i++) {
-            freeTx.add(i);
-            freeRx.add(i);
-        }
-        this.device = VsockDevice.open(config);
+        this.frontend = null;
+        this.server = null;
+        freeAllSlots();
+        this.device = VsockDevice.open(config, maxConnections);
         device.featuresAcked(features);
         this.rxRunner = new RingRunner("vsock-rx-worker", VsockDevice.RX_QUEUE, device, rxDevice);
         this.txRunner = new RingRunner("vsock-tx-worker", VsockDevice.TX_QUEUE, device, txDevice);
@@ -103,8 +124,59 @@ final class GuestDriver implements AutoCloseable {
         postRx();
     }
 
-    GuestDriver(Path dir, RingKind kind) throws IOException {
-        this(dir, kind, false, VsockConfig.DEFAULT_TX_BUFFER_SIZE, RxLayout.ONE_BUFFER, 4096, 1);
+    /**
+     * The whole stack: the device served by a {@link BackendServer} on {@code <dir>/vhost.sock}, and a
+     * {@link FrontendDevice} that sets up memory and the rx and tx rings over vhost-user as QEMU does
+     * (only rings 0 and 1, QEMU keeps the event queue). The ring workers are the server's.
+     */
+    static GuestDriver overVhostUser(Path dir, RingKind kind) throws IOException {
+        return new GuestDriver(dir, kind);
+    }
+
+    private GuestDriver(Path dir, RingKind kind) throws IOException {
+        this.config = VsockConfig.of(GUEST_CID, dir.resolve("vhost.sock"), dir.resolve("vm.vsock"));
+        this.indirect = false;
+        this.rxLayout = RxLayout.HEADER_APART;
+        this.rxBufferSize = 4096;
+        this.random = new SplittableRandom(1);
+        this.memory = null;
+        this.rxDevice = null;
+        this.txDevice = null;
+        this.rxRunner = null;
+        this.txRunner = null;
+        this.device = VsockDevice.open(config);
+        this.server = BackendServer.listen(config.socket(), device);
+        FrontendConfig frontendConfig = FrontendConfig.of(2, QUEUE_SIZE).withDataBytesPerRing(TX_AREA);
+        this.frontend = FrontendDevice.start(BackendClient.connect(config.socket()),
+                kind == RingKind.PACKED ? frontendConfig.packed() : frontendConfig);
+        FrontendRing rxRing = frontend.ring(VsockDevice.RX_QUEUE);
+        FrontendRing txRing = frontend.ring(VsockDevice.TX_QUEUE);
+        this.rx = rxRing.queue();
+        this.tx = txRing.queue();
+        this.rxArea = rxRing.data();
+        this.rxAreaGpa = rxRing.dataGpa();
+        this.txArea = txRing.data();
+        this.txAreaGpa = txRing.dataGpa();
+        this.rxSlots = rxAreaGpa;
+        this.txSlots = txAreaGpa;
+        freeAllSlots();
+        postRx();
+    }
+
+    private static long rxArea(int rxBufferSize) {
+        return (long) QUEUE_SIZE * (rxBufferSize + 16L * GAP);
+    }
+
+    private void freeAllSlots() {
+        for (int i = 0; i < QUEUE_SIZE; i++) {
+            freeTx.add(i);
+            freeRx.add(i);
+        }
+    }
+
+    /** Engine level, defaults: no indirect, 64 KiB tx buffer, rx buffers of one 4 KiB descriptor. */
+    static GuestDriver of(Path dir, RingKind kind) throws IOException {
+        return new GuestDriver(dir, kind, false, VsockConfig.DEFAULT_TX_BUFFER_SIZE, RxLayout.ONE_BUFFER, 4096, 1);
     }
 
     /** Sends one packet whose header says {@code len}, cut into descriptors as {@code split} says. */
@@ -118,7 +190,7 @@ final class GuestDriver implements AutoCloseable {
         long gpa = txSlots + (long) slot * TX_SLOT;
         int offset = 0;
         for (int piece : pieces) {
-            MemorySegment.copy(bytes, offset, memory.segment(), ValueLayout.JAVA_BYTE, gpa, piece);
+            MemorySegment.copy(bytes, offset, txArea, ValueLayout.JAVA_BYTE, gpa - txAreaGpa, piece);
             tx.addReadable(gpa, piece);
             gpa += piece + GAP;
             offset += piece;
@@ -128,7 +200,7 @@ final class GuestDriver implements AutoCloseable {
             throw new AssertionError("tx ring refused a chain of " + pieces.length + " descriptors");
         }
         txInFlight.put(id, slot);
-        tx.publish();
+        publish(VsockDevice.TX_QUEUE, tx);
     }
 
     void send(Packet packet, Split split) {
@@ -157,7 +229,7 @@ final class GuestDriver implements AutoCloseable {
             if (n <= 0) {
                 break;
             }
-            MemorySegment.copy(memory.segment(), ValueLayout.JAVA_BYTE, piece[0], bytes, offset, n);
+            MemorySegment.copy(rxArea, ValueLayout.JAVA_BYTE, piece[0] - rxAreaGpa, bytes, offset, n);
             offset += n;
         }
         freeRx.push(rxSlotOf.remove(id));
@@ -215,12 +287,30 @@ final class GuestDriver implements AutoCloseable {
             rxInFlight.put(id, placed);
             rxSlotOf.put(id, slot);
         }
-        rx.publish();
+        publish(VsockDevice.RX_QUEUE, rx);
     }
 
     /** Bytes the rx and tx workers have allocated so far. */
     long[] workerAllocations() {
+        if (rxRunner == null) {
+            throw new IllegalStateException("the server's workers are not ours to measure");
+        }
         return new long[] {rxRunner.allocatedBytes(), txRunner.allocatedBytes()};
+    }
+
+    /** GET_CONFIG(0, 8) over vhost-user: the le64 guest_cid. */
+    long guestCidFromConfigSpace() {
+        byte[] config = frontend.backend().getConfig(0, 8);
+        return java.nio.ByteBuffer.wrap(config).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+    }
+
+    /** Publishes; over vhost-user also kicks the back-end's worker if it asked for kicks. */
+    private void publish(int index, DriverQueue queue) {
+        if (frontend != null) {
+            frontend.ring(index).publish();
+        } else {
+            queue.publish();
+        }
     }
 
     int postedRx() {
@@ -268,7 +358,7 @@ final class GuestDriver implements AutoCloseable {
     }
 
     void checkWorkers() {
-        for (RingRunner runner : List.of(rxRunner, txRunner)) {
+        for (RingRunner runner : rxRunner == null ? List.<RingRunner>of() : List.of(rxRunner, txRunner)) {
             if (runner.failure() != null) {
                 throw new AssertionError("ring worker " + runner.queueIndex() + " threw", runner.failure());
             }
@@ -288,8 +378,16 @@ final class GuestDriver implements AutoCloseable {
         }
     }
 
-    /** Stops the workers as the control plane would (stop, publish), resets the device and frees everything. */
+    /**
+     * Stops the rings and resets the device as the control plane does: at engine level by hand (stop
+     * the workers, Backend.stop, publish, Backend.reset); over vhost-user the front-end disconnects
+     * and the server does it.
+     */
     void resetDevice() throws InterruptedException {
+        if (frontend != null) {
+            frontend.close();
+            return;
+        }
         rxRunner.close();
         txRunner.close();
         device.stop(VsockDevice.RX_QUEUE, rxDevice);
@@ -309,8 +407,13 @@ final class GuestDriver implements AutoCloseable {
             resetDevice();
             checkWorkers();
         } finally {
+            if (server != null) {
+                server.close();
+            }
             device.close();
-            memory.close();
+            if (memory != null) {
+                memory.close();
+            }
         }
     }
 }

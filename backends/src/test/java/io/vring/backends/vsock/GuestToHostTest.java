@@ -82,7 +82,7 @@ class GuestToHostTest {
     @ParameterizedTest
     @EnumSource(RingKind.class)
     void aPortNobodyListensOnIsRefusedWithAnRstAtOnce(RingKind kind) throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, kind)) {
+        try (GuestDriver driver = GuestDriver.of(dir, kind)) {
             GuestStack guest = new GuestStack(driver);
             long start = System.nanoTime();
             GuestSocket socket = guest.connectAndWait(4321, 65536);
@@ -149,7 +149,7 @@ class GuestToHostTest {
 
     @Test
     void theDeviceDescribesItselfAsAVsockDeviceForQemuAndCrosvm() throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, RingKind.SPLIT)) {
+        try (GuestDriver driver = GuestDriver.of(dir, RingKind.SPLIT)) {
             VsockDevice device = driver.device;
             assertEquals(3, device.queueCount(), "rx, tx, event");
             assertEquals(8, device.configSize());

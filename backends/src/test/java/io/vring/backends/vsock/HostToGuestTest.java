@@ -29,7 +29,7 @@ class HostToGuestTest {
     @ParameterizedTest
     @EnumSource(RingKind.class)
     void connectLineReachesTheGuestListenerAndBytesAfterItAreKept(RingKind kind) throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, kind);
+        try (GuestDriver driver = GuestDriver.of(dir, kind);
              HostEnd host = HostEnd.connect(driver.config.udsPath());
              ExecutorService io = Executors.newVirtualThreadPerTaskExecutor()) {
             GuestStack guest = new GuestStack(driver);
@@ -65,7 +65,7 @@ class HostToGuestTest {
 
     @Test
     void aGuestThatRefusesMakesTheDeviceCloseTheHostSocketWithoutOk() throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, RingKind.SPLIT);
+        try (GuestDriver driver = GuestDriver.of(dir, RingKind.SPLIT);
              HostEnd host = HostEnd.connect(driver.config.udsPath())) {
             GuestStack guest = new GuestStack(driver);
             host.write("connect 6000\n");
@@ -84,7 +84,7 @@ class HostToGuestTest {
     @ParameterizedTest
     @ValueSource(strings = {"CONNECT\n", "CONNECT x12\n", "CONNECT 4294967296\n", "HELLO 5\n", "CONNECT 1 2\n"})
     void aBadHandshakeLineClosesTheHostSocket(String line) throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, RingKind.SPLIT);
+        try (GuestDriver driver = GuestDriver.of(dir, RingKind.SPLIT);
              HostEnd host = HostEnd.connect(driver.config.udsPath())) {
             host.write(line);
             assertArrayEquals(new byte[0], host.readToEnd());
@@ -95,7 +95,7 @@ class HostToGuestTest {
 
     @Test
     void aLineWithoutNewlineWithinTheCapIsRefused() throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, RingKind.SPLIT);
+        try (GuestDriver driver = GuestDriver.of(dir, RingKind.SPLIT);
              HostEnd host = HostEnd.connect(driver.config.udsPath())) {
             host.write("CONNECT " + "1".repeat(HostSide.MAX_LINE));
             assertArrayEquals(new byte[0], host.readToEnd());
@@ -104,7 +104,7 @@ class HostToGuestTest {
 
     @Test
     void aGuestThatNeverAnswersIsResetAfterTwoSeconds() throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, RingKind.SPLIT);
+        try (GuestDriver driver = GuestDriver.of(dir, RingKind.SPLIT);
              HostEnd host = HostEnd.connect(driver.config.udsPath())) {
             GuestStack guest = new GuestStack(driver);
             host.write("CONNECT 7000\n");
@@ -118,7 +118,7 @@ class HostToGuestTest {
 
     @Test
     void statsLineReportsTheVmsCounters() throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, RingKind.SPLIT)) {
+        try (GuestDriver driver = GuestDriver.of(dir, RingKind.SPLIT)) {
             GuestStack guest = new GuestStack(driver);
             guest.connectAndWait(1, 4096);
             try (HostEnd host = HostEnd.connect(driver.config.udsPath())) {
@@ -132,7 +132,7 @@ class HostToGuestTest {
 
     @Test
     void hostConnectionsBeforeTheRingsRunAreClosed() throws Exception {
-        GuestDriver driver = new GuestDriver(dir, RingKind.SPLIT);
+        GuestDriver driver = GuestDriver.of(dir, RingKind.SPLIT);
         try (driver) {
             driver.resetDevice();
             try (HostEnd host = HostEnd.connect(driver.config.udsPath())) {

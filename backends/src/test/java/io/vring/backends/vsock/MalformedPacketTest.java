@@ -33,7 +33,7 @@ class MalformedPacketTest {
     private HostEnd bystanderHost;
 
     private void open() throws Exception {
-        driver = new GuestDriver(dir, RingKind.SPLIT);
+        driver = GuestDriver.of(dir, RingKind.SPLIT);
         server = HostEnd.listen(driver.config.listenerPath(PORT));
         guest = new GuestStack(driver);
         bystander = guest.connectAndWait(PORT, 65536);
@@ -197,5 +197,29 @@ class MalformedPacketTest {
         driver.sendRaw(bytes.array(), GuestDriver.Split.HEADER_TORN);
         assertArrayEquals("torn".getBytes(StandardCharsets.US_ASCII), bystanderHost.read(4));
         close();
+    }
+
+    @Test
+    void connectionsBeyondTheLimitAreRefusedBothWays() throws Exception {
+        try (GuestDriver limited = new GuestDriver(dir, RingKind.SPLIT, false, 65536, GuestDriver.RxLayout.ONE_BUFFER,
+                4096, 1, 2);
+             ServerSocketChannel listener = HostEnd.listen(limited.config.listenerPath(PORT))) {
+            GuestStack stack = new GuestStack(limited);
+            GuestSocket first = stack.connectAndWait(PORT, 65536);
+            GuestSocket second = stack.connectAndWait(PORT, 65536);
+            GuestSocket third = stack.connectAndWait(PORT, 65536);
+            assertTrue(first.established && second.established);
+            assertTrue(third.reset, "the third connection is refused");
+            try (HostEnd host = HostEnd.connect(limited.config.udsPath())) {
+                host.write("CONNECT 80\n");
+                assertArrayEquals(new byte[0], host.readToEnd(), "a host connection over the limit is closed");
+            }
+            first.send(Packet.RST, 0, new byte[0]);
+            GuestDriver.deadline(() -> limited.device.stats().open() == 1, "room again");
+            assertTrue(stack.connectAndWait(PORT, 65536).established, "a slot freed is usable again");
+            HostEnd.accept(listener).close();
+            HostEnd.accept(listener).close();
+            HostEnd.accept(listener).close();
+        }
     }
 }

@@ -26,7 +26,7 @@ class ShutdownTest {
     @ParameterizedTest
     @EnumSource(RingKind.class)
     void guestShutdownSendIsEofForTheHostWhichMayStillAnswer(RingKind kind) throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, kind);
+        try (GuestDriver driver = GuestDriver.of(dir, kind);
              ServerSocketChannel server = HostEnd.listen(driver.config.listenerPath(PORT))) {
             GuestStack guest = new GuestStack(driver);
             GuestSocket socket = guest.connectAndWait(PORT, 65536);
@@ -53,7 +53,7 @@ class ShutdownTest {
     @ParameterizedTest
     @EnumSource(RingKind.class)
     void hostHalfCloseIsShutdownSendForTheGuestWhichMayStillSend(RingKind kind) throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, kind);
+        try (GuestDriver driver = GuestDriver.of(dir, kind);
              ServerSocketChannel server = HostEnd.listen(driver.config.listenerPath(PORT))) {
             GuestStack guest = new GuestStack(driver);
             GuestSocket socket = guest.connectAndWait(PORT, 65536);
@@ -77,7 +77,7 @@ class ShutdownTest {
 
     @Test
     void aHostThatVanishesMidStreamEndsOnlyItsOwnConnection() throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, RingKind.SPLIT);
+        try (GuestDriver driver = GuestDriver.of(dir, RingKind.SPLIT);
              ServerSocketChannel server = HostEnd.listen(driver.config.listenerPath(PORT))) {
             GuestStack guest = new GuestStack(driver);
             GuestSocket doomed = guest.connectAndWait(PORT, 65536);
@@ -105,7 +105,7 @@ class ShutdownTest {
     @ParameterizedTest
     @EnumSource(RingKind.class)
     void aDeviceResetClosesEveryHostSocket(RingKind kind) throws Exception {
-        try (GuestDriver driver = new GuestDriver(dir, kind);
+        try (GuestDriver driver = GuestDriver.of(dir, kind);
              ServerSocketChannel server = HostEnd.listen(driver.config.listenerPath(PORT))) {
             GuestStack guest = new GuestStack(driver);
             guest.listening.add(80);
