@@ -107,6 +107,54 @@ final class HybridHosts implements AutoCloseable {
         return outcomes;
     }
 
+    /**
+     * Listens at {@code listener} now for one guest connection that the guest keeps open without
+     * sending more than its index; the future ends, with the {@link System#nanoTime()} of the moment,
+     * when the host sees the connection end (EOF or a reset).
+     */
+    Future<Long> acceptHeldConnection(Path listener) throws IOException {
+        ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        channels.add(server);
+        server.bind(UnixDomainSocketAddress.of(listener));
+        return threads.submit(() -> {
+            SocketChannel channel = server.accept();
+            channels.add(channel);
+            readIndex(channel);
+            ByteBuffer buffer = ByteBuffer.allocate(CHUNK);
+            try {
+                while (channel.read(buffer.clear()) >= 0) {
+                    // The guest sends nothing more; anything that arrives is ignored until the end.
+                }
+            } catch (IOException reset) {
+                // A reset ends it as well as an EOF does.
+            }
+            return System.nanoTime();
+        });
+    }
+
+    /**
+     * {@code CONNECT <port>} through {@code udsPath} to a guest port nobody listens on: the future
+     * gives whatever the device wrote before closing the socket (nothing, if it refused properly).
+     */
+    Future<String> connectToClosedGuestPort(Path udsPath, int port) {
+        return threads.submit(() -> {
+            SocketChannel channel = SocketChannel.open(StandardProtocolFamily.UNIX);
+            channels.add(channel);
+            channel.connect(UnixDomainSocketAddress.of(udsPath));
+            writeAll(channel, ByteBuffer.wrap(("CONNECT " + port + "\n").getBytes(StandardCharsets.US_ASCII)));
+            ByteBuffer buffer = ByteBuffer.allocate(MAX_LINE);
+            try {
+                while (buffer.hasRemaining() && channel.read(buffer) >= 0) {
+                    // Up to EOF.
+                }
+            } catch (IOException reset) {
+                // Closed with a reset: refused as well.
+            }
+            channel.close();
+            return new String(buffer.array(), 0, buffer.position(), StandardCharsets.US_ASCII);
+        });
+    }
+
     /** Every outcome, or an AssertionError naming the first connection that failed or did not finish in time. */
     static List<Outcome> await(List<Future<Outcome>> outcomes, Duration timeout) throws InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();

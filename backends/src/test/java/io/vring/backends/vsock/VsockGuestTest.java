@@ -18,6 +18,8 @@ import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
@@ -38,9 +40,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  *       host's reply, sent only after the host saw EOF;</li>
  *   <li>listens on port 6000 for {@value #CONNS} host connections (CONNECT through {@code <uds-path>}),
  *       receives {@value #BYTES_PER_CONN} bytes on each, and replies after the host's half-close;</li>
- *   <li>resets the device by unbinding and rebinding its driver, reads its CID again and does a
+ *   <li>does both at once: connections each way in parallel, with replies as long as the streams;</li>
+ *   <li>keeps one connection to the host open and resets the device by unbinding and rebinding its
+ *       driver: the host must see that connection end; the guest reads its CID again and does a
  *       smaller round both ways.</li>
  * </ol>
+ * The host also connects to a guest port nobody listens on, which must be closed without an OK.
  * Every byte either way belongs to a seeded stream per connection and direction ({@link StreamPattern})
  * and is checked by its receiver. QEMU must not complain, and no queue may break.
  */
@@ -55,6 +60,14 @@ class VsockGuestTest {
     private static final int AFTER_RESET_BYTES = 1 << 20;
     private static final int REFUSED_PORT = 4999, HOST_PORT = 5000, GUEST_PORT = 6000;
     private static final int HOST_PORT_AFTER_RESET = 5001, GUEST_PORT_AFTER_RESET = 6001;
+    private static final int HOST_PORT_BOTH = 5002, GUEST_PORT_BOTH = 6002, BOTH_CONNS = 2, BOTH_BYTES = 2 << 20;
+    private static final int HOST_PORT_HELD = 5003, CLOSED_GUEST_PORT = 7000;
+    /**
+     * How soon a host connection the guest had when its driver was unbound must end once QEMU is
+     * gone. (While QEMU runs, QEMU 7.2 tells a back-end nothing that tells a driver reset from a
+     * pause: the rings are stopped and started again, no RESET_DEVICE or SET_STATUS 0.)
+     */
+    private static final Duration HELD_CONNECTION_ENDS_WITHIN = Duration.ofSeconds(5);
     /** The guest gives up on an unanswered REQUEST after 2 s; a reset must come well before that. */
     private static final long REFUSED_WITHIN_MILLIS = 1000;
     private static final int ECONNRESET = 104, ECONNREFUSED = 111;
@@ -85,6 +98,7 @@ class VsockGuestTest {
 
         ServerStats serverStats;
         VsockStats.Snapshot deviceStats;
+        long heldEndedAfterUnbind;
         try (VsockDevice device = VsockDevice.open(config);
              BackendServer server = BackendServer.listen(socket, device);
              HybridHosts hosts = new HybridHosts(seed)) {
@@ -93,6 +107,9 @@ class VsockGuestTest {
                     CONNS, BYTES_PER_CONN, REPLY);
             List<Future<HybridHosts.Outcome>> fromGuestAfterReset = hosts.acceptFromGuest(
                     config.listenerPath(HOST_PORT_AFTER_RESET), HOST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES, REPLY);
+            List<Future<HybridHosts.Outcome>> fromGuestBoth = hosts.acceptFromGuest(config.listenerPath(HOST_PORT_BOTH),
+                    HOST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, BOTH_BYTES);
+            Future<Long> heldEnds = hosts.acceptHeldConnection(config.listenerPath(HOST_PORT_HELD));
             long bootStart = System.nanoTime();
             try (QemuGuest guest = QemuGuest.builder(kit, initramfs, name).memoryMiB(memoryMiB)
                     .vhostUser("vhost-user-vsock-pci", socket, kind == RingKind.PACKED ? "packed=on" : "packed=off")
@@ -117,6 +134,8 @@ class VsockGuestTest {
                         "every guest connection reached the host listener once");
 
                 guest.awaitLine(Pattern.compile("^LISTENING " + GUEST_PORT + "$"), GUEST_STEP);
+                assertEquals("", hosts.connectToClosedGuestPort(uds, CLOSED_GUEST_PORT).get(GUEST_STEP.toSeconds(), TimeUnit.SECONDS),
+                        "CONNECT to a guest port nobody listens on is closed without an OK");
                 long h2gStart = System.nanoTime();
                 List<HybridHosts.Outcome> h2g = HybridHosts.await(
                         hosts.connectToGuest(uds, GUEST_PORT, CONNS, BYTES_PER_CONN, REPLY), GUEST_STEP);
@@ -124,7 +143,18 @@ class VsockGuestTest {
                 long h2gMillis = millisSince(h2gStart);
                 assertOkPortsAreThePeersTheGuestSaw(guest, GUEST_PORT, h2g);
 
+                guest.awaitLine(Pattern.compile("^LISTENING " + GUEST_PORT_BOTH + "$"), GUEST_STEP);
+                List<Future<HybridHosts.Outcome>> toGuestBoth = hosts.connectToGuest(uds, GUEST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, BOTH_BYTES);
+                Matcher both = guest.awaitLine(Pattern.compile("^BOTH-DONE (\\d+) (\\d+)$"), GUEST_STEP);
+                assertEquals(List.of(), guest.console().stream().filter(line -> line.startsWith("FAIL ")).toList(),
+                        "the guest program's complaints");
+                assertEquals("0 0", both.group(1) + " " + both.group(2), "guest connect and serve at once");
+                HybridHosts.await(fromGuestBoth, GUEST_STEP);
+                assertOkPortsAreThePeersTheGuestSaw(guest, GUEST_PORT_BOTH, HybridHosts.await(toGuestBoth, GUEST_STEP));
+
+                guest.awaitLine(Pattern.compile("^HOLDING " + HOST_PORT_HELD + "$"), GUEST_STEP);
                 guest.awaitLine(Pattern.compile("^UNBOUND$"), GUEST_STEP);
+                long unbound = System.nanoTime();
                 guest.awaitLine(Pattern.compile("^REBOUND$"), GUEST_STEP);
                 assertEquals(String.valueOf(GUEST_CID), guest.awaitLine(Pattern.compile("^CID (\\d+)$"), GUEST_STEP).group(1),
                         "the CID after the reset");
@@ -135,8 +165,22 @@ class VsockGuestTest {
                         hosts.connectToGuest(uds, GUEST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES, REPLY), GUEST_STEP);
                 assertGuestDone(guest, "SERVE", GUEST_PORT_AFTER_RESET);
                 assertOkPortsAreThePeersTheGuestSaw(guest, GUEST_PORT_AFTER_RESET, afterReset);
+                // QEMU is still connected here: the guest has not printed its exit line yet.
+                long guestStillRuns = System.nanoTime();
+                heldEndedAfterUnbind = heldEnds.isDone() ? millis(unbound, heldEnds.get()) : -1;
 
                 assertEquals(0, guest.awaitPowerOff(GUEST_STEP), "the guest's script succeeded");
+                guest.close();
+                try {
+                    heldEnds.get(HELD_CONNECTION_ENDS_WITHIN.toSeconds(), TimeUnit.SECONDS);
+                } catch (TimeoutException e) {
+                    throw new AssertionError("a host connection the guest had when its driver was unbound is still open "
+                            + HELD_CONNECTION_ENDS_WITHIN + " after QEMU is gone: " + device.stats());
+                }
+                System.out.println("VsockGuestTest " + name + ": the connection held across the driver reset ended "
+                        + (heldEndedAfterUnbind >= 0 ? heldEndedAfterUnbind + " ms after the unbind"
+                        : "only when QEMU went away (still open " + millis(unbound, guestStillRuns)
+                        + " ms after the unbind, after the rebind and a round of traffic)"));
                 assertEquals(List.of(), guest.qemuMessages(), "QEMU has nothing to complain about");
                 deviceStats = device.stats();
                 System.out.printf("VsockGuestTest %s: boot to CID %d ms; guest->host %d MiB over %d connections in %d ms"
@@ -146,12 +190,20 @@ class VsockGuestTest {
                         millisSince(bootStart), deviceStats, serverStats);
             }
         }
-        long total = (long) CONNS * BYTES_PER_CONN + (long) AFTER_RESET_CONNS * AFTER_RESET_BYTES;
-        long replies = (long) (CONNS + AFTER_RESET_CONNS) * REPLY;
-        // The stream bytes plus the 4-byte index that opens each connection.
-        assertEquals(total + replies + 4L * (CONNS + AFTER_RESET_CONNS), deviceStats.bytesGuestToHost(), deviceStats.toString());
-        assertEquals(total + replies + 4L * (CONNS + AFTER_RESET_CONNS), deviceStats.bytesHostToGuest(), deviceStats.toString());
+        long streams = (long) CONNS * BYTES_PER_CONN + (long) AFTER_RESET_CONNS * AFTER_RESET_BYTES
+                + (long) (CONNS + AFTER_RESET_CONNS) * REPLY + 2L * BOTH_CONNS * BOTH_BYTES;
+        // Plus the 4-byte index that opens each connection (the held one sends only that).
+        long indices = 4L * (CONNS + AFTER_RESET_CONNS + BOTH_CONNS);
+        assertEquals(streams + indices + 4, deviceStats.bytesGuestToHost(), deviceStats.toString());
+        assertEquals(streams + indices, deviceStats.bytesHostToGuest(), deviceStats.toString());
         assertEquals(0, deviceStats.malformed(), deviceStats.toString());
+        assertEquals(0, deviceStats.dropped(), deviceStats.toString());
+        assertEquals(1, deviceStats.refused(), "the REQUEST to a host port nobody listens on: " + deviceStats);
+        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 1, deviceStats.guestConnections(),
+                "the guest's connections, the held one included: " + deviceStats);
+        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 1, deviceStats.hostConnections(),
+                "the host's CONNECTs, the one to a closed guest port included: " + deviceStats);
+        assertEquals(0, deviceStats.open(), "nothing left open: " + deviceStats);
         assertEquals(0, serverStats.brokenQueues(), serverStats.toString());
         assertEquals(0, serverStats.ringStarts(kind == RingKind.PACKED ? RingKind.SPLIT : RingKind.PACKED), serverStats.toString());
         assertEquals(4, serverStats.ringStarts(kind), "rx and tx started once per driver binding, as " + kind + ": " + serverStats);
@@ -164,6 +216,12 @@ class VsockGuestTest {
                 vsock_guest refused %2$d || exit 1
                 vsock_guest connect %3$d %5$d %6$d %7$d %1$s || exit 1
                 vsock_guest serve %4$d %5$d %6$d %7$d %1$s || exit 1
+                vsock_guest serve %13$d %14$d %15$d %15$d %1$s & serving=$!
+                vsock_guest connect %12$d %14$d %15$d %15$d %1$s; connected=$?
+                wait $serving; served=$?
+                echo "BOTH-DONE $connected $served"
+                [ $connected = 0 ] && [ $served = 0 ] || exit 1
+                vsock_guest hold %16$d || exit 1
                 driver=/sys/bus/virtio/drivers/vmw_vsock_virtio_transport
                 device=$(basename "$(readlink -f $driver/virtio*)")
                 echo "$device" > $driver/unbind || exit 1
@@ -174,7 +232,8 @@ class VsockGuestTest {
                 vsock_guest connect %8$d %10$d %11$d %7$d %1$s || exit 1
                 vsock_guest serve %9$d %10$d %11$d %7$d %1$s || exit 1
                 """.formatted(s, REFUSED_PORT, HOST_PORT, GUEST_PORT, CONNS, BYTES_PER_CONN, REPLY,
-                HOST_PORT_AFTER_RESET, GUEST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES);
+                HOST_PORT_AFTER_RESET, GUEST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES,
+                HOST_PORT_BOTH, GUEST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, HOST_PORT_HELD);
     }
 
     /** Waits for the guest program's summary line; on failure shows the guest's FAIL lines. */

@@ -9,6 +9,9 @@
  *       <conns> parallel connections to the host on <port>, one process each.
  *   vsock_guest serve <port> <conns> <bytes> <reply-bytes> <seed>
  *       listens on <port>, prints "LISTENING <port>", serves <conns> connections in parallel.
+ *   vsock_guest hold <port>
+ *       connects to the host on <port>, sends index 0, prints "HOLDING <port>" and returns, leaving
+ *       a child process that keeps the connection open (to see what a device reset does to it).
  *
  * One connection, either way: the side that connected sends its index (u32 little-endian), then
  * <bytes> of its stream and shuts its sending half down (SHUT_WR); the side that accepted reads to
@@ -266,6 +269,32 @@ static int serve_one(int fd, unsigned port, uint64_t bytes, uint64_t reply, uint
     return 0;
 }
 
+static int hold(unsigned port) {
+    int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
+    struct sockaddr_vm host = vsock_address(VMADDR_CID_HOST, port);
+    if (fd < 0 || connect(fd, (struct sockaddr *) &host, sizeof host) != 0) {
+        say("FAIL hold %u: connect: %s", port, strerror(errno));
+        return 1;
+    }
+    unsigned char header[4] = {0, 0, 0, 0};
+    if (write_all(fd, header, 4) != 0) {
+        say("FAIL hold %u: writing the index: %s", port, strerror(errno));
+        return 1;
+    }
+    pid_t child = fork();
+    if (child < 0) {
+        say("FAIL fork: %s", strerror(errno));
+        return 1;
+    }
+    if (child == 0) {
+        alarm(ALARM_SECONDS);
+        pause();
+        _exit(0);
+    }
+    say("HOLDING %u", port);
+    return 0;
+}
+
 static int wait_children(int children, const char *what, unsigned port, long long start) {
     int failures = 0;
     for (int i = 0; i < children; i++) {
@@ -294,8 +323,11 @@ int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "refused") == 0) {
         return refused((unsigned) strtoul(argv[2], NULL, 0));
     }
+    if (argc == 3 && strcmp(argv[1], "hold") == 0) {
+        return hold((unsigned) strtoul(argv[2], NULL, 0));
+    }
     if (argc != 7) {
-        fprintf(stderr, "usage: vsock_guest cid | refused PORT | connect|serve PORT CONNS BYTES REPLY SEED\n");
+        fprintf(stderr, "usage: vsock_guest cid | refused PORT | hold PORT | connect|serve PORT CONNS BYTES REPLY SEED\n");
         return 2;
     }
     unsigned port = (unsigned) strtoul(argv[2], NULL, 0);
