@@ -155,6 +155,75 @@ final class HybridHosts implements AutoCloseable {
         });
     }
 
+    /**
+     * Listens at {@code listener} now for one guest connection that sends its stream without end:
+     * checks its first {@code bytes} and closes it. The future gives the {@link System#nanoTime()}
+     * of the close.
+     */
+    Future<Long> acceptAndCloseEarly(Path listener, int port, long bytes) throws IOException {
+        ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        channels.add(server);
+        server.bind(UnixDomainSocketAddress.of(listener));
+        return threads.submit(() -> {
+            SocketChannel channel = server.accept();
+            channels.add(channel);
+            int index = readIndex(channel);
+            checkPrefix(channel, StreamPattern.streamSeed(seed, port, index, StreamPattern.GUEST_TO_HOST), bytes,
+                    "host listener " + listener.getFileName());
+            channel.close();
+            return System.nanoTime();
+        });
+    }
+
+    /**
+     * {@code CONNECT <port>}, then index 0 and the host-to-guest stream without end, until a write
+     * fails because the guest closed its end. The future gives the failure's message.
+     */
+    Future<String> connectAndSendUntilClosed(Path udsPath, int port) {
+        return threads.submit(() -> {
+            SocketChannel channel = SocketChannel.open(StandardProtocolFamily.UNIX);
+            channels.add(channel);
+            channel.connect(UnixDomainSocketAddress.of(udsPath));
+            writeAll(channel, ByteBuffer.wrap(("CONNECT " + port + "\n").getBytes(StandardCharsets.US_ASCII)));
+            String ok = readLine(channel);
+            if (!ok.matches("OK \\d+")) {
+                throw new AssertionError("CONNECT " + port + ": the device answered \"" + ok + "\"");
+            }
+            writeAll(channel, ByteBuffer.allocate(4));
+            long streamSeed = StreamPattern.streamSeed(seed, port, 0, StreamPattern.HOST_TO_GUEST);
+            byte[] chunk = new byte[CHUNK];
+            long sent = 0;
+            try {
+                while (true) {
+                    StreamPattern.fill(streamSeed, sent, chunk, 0, CHUNK);
+                    writeAll(channel, ByteBuffer.wrap(chunk));
+                    sent += CHUNK;
+                }
+            } catch (IOException closed) {
+                channel.close();
+                return closed.getMessage() + " after " + sent + " bytes";
+            }
+        });
+    }
+
+    /** Reads exactly {@code total} bytes, every one the stream's. */
+    private static void checkPrefix(SocketChannel channel, long streamSeed, long total, String who) throws IOException {
+        byte[] got = new byte[CHUNK];
+        byte[] want = new byte[CHUNK];
+        for (long received = 0; received < total; ) {
+            int n = channel.read(ByteBuffer.wrap(got, 0, (int) Math.min(CHUNK, total - received)));
+            if (n < 0) {
+                throw new AssertionError(who + ": EOF after " + received + " of " + total + " bytes");
+            }
+            StreamPattern.fill(streamSeed, received, want, 0, n);
+            int at = java.util.Arrays.mismatch(got, 0, n, want, 0, n);
+            if (at >= 0) {
+                throw new AssertionError(who + ": byte " + (received + at) + " differs from the stream");
+            }
+            received += n;
+        }
+    }
+
     /** Every outcome, or an AssertionError naming the first connection that failed or did not finish in time. */
     static List<Outcome> await(List<Future<Outcome>> outcomes, Duration timeout) throws InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();

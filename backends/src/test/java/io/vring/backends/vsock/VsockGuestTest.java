@@ -40,10 +40,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  *       host's reply, sent only after the host saw EOF;</li>
  *   <li>listens on port 6000 for {@value #CONNS} host connections (CONNECT through {@code <uds-path>}),
  *       receives {@value #BYTES_PER_CONN} bytes on each, and replies after the host's half-close;</li>
- *   <li>does both at once: connections each way in parallel, with replies as long as the streams;</li>
+ *   <li>does both at once: {@value #BOTH_CONNS} connections each way in parallel, with replies as long
+ *       as the streams;</li>
  *   <li>keeps one connection to the host open and resets the device by unbinding and rebinding its
  *       driver: the host must see that connection end; the guest reads its CID again and does a
- *       smaller round both ways.</li>
+ *       smaller round both ways;</li>
+ *   <li>closes a connection the host floods after a megabyte, and floods one the host closes after a
+ *       megabyte: the flooding side must see the close within seconds (EPIPE or ECONNRESET in the guest).</li>
  * </ol>
  * The host also connects to a guest port nobody listens on, which must be closed without an OK.
  * Every byte either way belongs to a seeded stream per connection and direction ({@link StreamPattern})
@@ -60,10 +63,14 @@ class VsockGuestTest {
     private static final int AFTER_RESET_BYTES = 1 << 20;
     private static final int REFUSED_PORT = 4999, HOST_PORT = 5000, GUEST_PORT = 6000;
     private static final int HOST_PORT_AFTER_RESET = 5001, GUEST_PORT_AFTER_RESET = 6001;
-    private static final int HOST_PORT_BOTH = 5002, GUEST_PORT_BOTH = 6002, BOTH_CONNS = 2, BOTH_BYTES = 2 << 20;
+    private static final int HOST_PORT_BOTH = 5002, GUEST_PORT_BOTH = 6002, BOTH_CONNS = 8, BOTH_BYTES = 1 << 20;
     private static final int HOST_PORT_HELD = 5003, CLOSED_GUEST_PORT = 7000;
     /** The guest's last step: it waits for one empty host connection here, so it runs as long as the test needs. */
     private static final int GUEST_PORT_RELEASE = 6003;
+    /** The host closes a connection the guest floods, and the guest closes one the host floods. */
+    private static final int HOST_PORT_CLOSES = 5004, GUEST_PORT_CLOSES = 6004, BYTES_BEFORE_CLOSE = 1 << 20;
+    /** How soon the flooding side must see the close: Linux waits for ever on a connection nobody resets. */
+    private static final Duration CLOSE_SEEN_WITHIN = Duration.ofSeconds(5);
     /**
      * How long the test watches, while the guest still runs, for the host connection the guest held
      * when its driver was unbound to end, and how soon it must end once QEMU is gone. Only the second
@@ -103,6 +110,7 @@ class VsockGuestTest {
         ServerStats serverStats;
         VsockStats.Snapshot deviceStats;
         long heldEndedAfterUnbind;
+        VsockStats.Snapshot beforeCloses;
         try (VsockDevice device = VsockDevice.open(config);
              BackendServer server = BackendServer.listen(socket, device);
              HybridHosts hosts = new HybridHosts(seed)) {
@@ -114,6 +122,8 @@ class VsockGuestTest {
             List<Future<HybridHosts.Outcome>> fromGuestBoth = hosts.acceptFromGuest(config.listenerPath(HOST_PORT_BOTH),
                     HOST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, BOTH_BYTES);
             Future<Long> heldEnds = hosts.acceptHeldConnection(config.listenerPath(HOST_PORT_HELD));
+            Future<Long> hostClosed = hosts.acceptAndCloseEarly(config.listenerPath(HOST_PORT_CLOSES), HOST_PORT_CLOSES,
+                    BYTES_BEFORE_CLOSE);
             long bootStart = System.nanoTime();
             try (QemuGuest guest = QemuGuest.builder(kit, initramfs, name).memoryMiB(memoryMiB)
                     .vhostUser("vhost-user-vsock-pci", socket, kind == RingKind.PACKED ? "packed=on" : "packed=off")
@@ -169,6 +179,24 @@ class VsockGuestTest {
                         hosts.connectToGuest(uds, GUEST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES, REPLY), GUEST_STEP);
                 assertGuestDone(guest, "SERVE", GUEST_PORT_AFTER_RESET);
                 assertOkPortsAreThePeersTheGuestSaw(guest, GUEST_PORT_AFTER_RESET, afterReset);
+                // Every connection so far has ended on both sides: the byte counters are exact here.
+                guest.awaitLine(Pattern.compile("^LISTENING " + GUEST_PORT_CLOSES + "$"), GUEST_STEP);
+                beforeCloses = device.stats();
+                Future<String> hostFlood = hosts.connectAndSendUntilClosed(uds, GUEST_PORT_CLOSES);
+                guest.awaitLine(Pattern.compile("^DROPPED " + GUEST_PORT_CLOSES + " after " + BYTES_BEFORE_CLOSE + "$"), GUEST_STEP);
+                long guestClosed = System.nanoTime();
+                String floodEnded = hostFlood.get(CLOSE_SEEN_WITHIN.toSeconds(), TimeUnit.SECONDS);
+                System.out.println("VsockGuestTest " + name + ": the guest closed, the host's writes ended within "
+                        + millisSince(guestClosed) + " ms: " + floodEnded);
+                Matcher guestFlood = guest.awaitLine(Pattern.compile("^FLOOD-ENDED (\\S+) after (\\d+) in (\\d+) ms$"), GUEST_STEP);
+                long guestSawClose = System.nanoTime();
+                long hostClosedAt = hostClosed.get(0, TimeUnit.SECONDS);
+                assertTrue(guestSawClose - hostClosedAt < CLOSE_SEEN_WITHIN.toNanos(), "the guest's writes ended "
+                        + millis(hostClosedAt, guestSawClose) + " ms after the host closed");
+                assertTrue(Set.of("EPIPE", "ECONNRESET").contains(guestFlood.group(1)),
+                        "the guest's write to a connection the host closed fails with " + guestFlood.group(1));
+                assertTrue(Long.parseLong(guestFlood.group(2)) >= BYTES_BEFORE_CLOSE, guestFlood.group());
+
                 // The guest waits on port 6003 until the host lets it finish: QEMU stays connected meanwhile.
                 guest.awaitLine(Pattern.compile("^LISTENING " + GUEST_PORT_RELEASE + "$"), GUEST_STEP);
                 try {
@@ -205,15 +233,15 @@ class VsockGuestTest {
                 + (long) (CONNS + AFTER_RESET_CONNS) * REPLY + 2L * BOTH_CONNS * BOTH_BYTES;
         // Plus the 4-byte index that opens each connection (the held one sends only that).
         long indices = 4L * (CONNS + AFTER_RESET_CONNS + BOTH_CONNS);
-        assertEquals(streams + indices + 4, deviceStats.bytesGuestToHost(), deviceStats.toString());
-        assertEquals(streams + indices + 4, deviceStats.bytesHostToGuest(), deviceStats.toString());
+        assertEquals(streams + indices + 4, beforeCloses.bytesGuestToHost(), beforeCloses.toString());
+        assertEquals(streams + indices, beforeCloses.bytesHostToGuest(), beforeCloses.toString());
         assertEquals(0, deviceStats.malformed(), deviceStats.toString());
         assertEquals(0, deviceStats.dropped(), deviceStats.toString());
         assertEquals(1, deviceStats.refused(), "the REQUEST to a host port nobody listens on: " + deviceStats);
-        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 1, deviceStats.guestConnections(),
-                "the guest's connections, the held one included: " + deviceStats);
-        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 2, deviceStats.hostConnections(),
-                "the host's CONNECTs, the one to a closed guest port and the release included: " + deviceStats);
+        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 2, deviceStats.guestConnections(),
+                "the guest's connections, the held and the flooding one included: " + deviceStats);
+        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 3, deviceStats.hostConnections(),
+                "the host's CONNECTs, to a closed guest port, the flooding one and the release included: " + deviceStats);
         assertEquals(0, deviceStats.open(), "nothing left open: " + deviceStats);
         assertEquals(0, serverStats.brokenQueues(), serverStats.toString());
         assertEquals(0, serverStats.ringStarts(kind == RingKind.PACKED ? RingKind.SPLIT : RingKind.PACKED), serverStats.toString());
@@ -242,10 +270,13 @@ class VsockGuestTest {
                 vsock_guest cid || exit 1
                 vsock_guest connect %8$d %10$d %11$d %7$d %1$s || exit 1
                 vsock_guest serve %9$d %10$d %11$d %7$d %1$s || exit 1
+                vsock_guest drop %19$d %20$d %1$s || exit 1
+                vsock_guest flood %18$d %1$s || exit 1
                 vsock_guest serve %17$d 1 0 0 %1$s || exit 1
                 """.formatted(s, REFUSED_PORT, HOST_PORT, GUEST_PORT, CONNS, BYTES_PER_CONN, REPLY,
                 HOST_PORT_AFTER_RESET, GUEST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES,
-                HOST_PORT_BOTH, GUEST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, HOST_PORT_HELD, GUEST_PORT_RELEASE);
+                HOST_PORT_BOTH, GUEST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, HOST_PORT_HELD, GUEST_PORT_RELEASE,
+                HOST_PORT_CLOSES, GUEST_PORT_CLOSES, BYTES_BEFORE_CLOSE);
     }
 
     /** Waits for the guest program's summary line; on failure shows the guest's FAIL lines. */

@@ -12,6 +12,13 @@
  *   vsock_guest hold <port>
  *       connects to the host on <port>, sends index 0, prints "HOLDING <port>" and returns, leaving
  *       a child process that keeps the connection open (to see what a device reset does to it).
+ *   vsock_guest flood <port> <seed>
+ *       connects to the host on <port>, sends index 0, then its stream until a write fails (the host
+ *       closes its end); prints "FLOOD-ENDED <errno name> after <bytes> in <ms>".
+ *   vsock_guest drop <port> <bytes> <seed>
+ *       listens on <port>, prints "LISTENING <port>", accepts one host connection, checks its index
+ *       and the first <bytes> of its stream, and closes it with more data still coming; prints
+ *       "DROPPED <port> after <bytes>".
  *
  * One connection, either way: the side that connected sends its index (u32 little-endian), then
  * <bytes> of its stream and shuts its sending half down (SHUT_WR); the side that accepted reads to
@@ -295,6 +302,84 @@ static int hold(unsigned port) {
     return 0;
 }
 
+static int flood(unsigned port, uint64_t seed) {
+    static unsigned char buffer[CHUNK];
+    int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
+    struct sockaddr_vm host = vsock_address(VMADDR_CID_HOST, port);
+    if (fd < 0 || connect(fd, (struct sockaddr *) &host, sizeof host) != 0) {
+        say("FAIL flood %u: connect: %s", port, strerror(errno));
+        return 1;
+    }
+    unsigned char header[4] = {0, 0, 0, 0};
+    if (write_all(fd, header, 4) != 0) {
+        say("FAIL flood %u: writing the index: %s", port, strerror(errno));
+        return 1;
+    }
+    uint64_t stream = stream_seed(seed, port, 0, GUEST_TO_HOST);
+    long long start = now_ms();
+    for (uint64_t sent = 0;;) {
+        pattern(stream, sent, buffer, CHUNK);
+        ssize_t n = write(fd, buffer, CHUNK);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            int error = errno;
+            say("FLOOD-ENDED %s after %llu in %lld ms", strerrorname_np(error), (unsigned long long) sent,
+                now_ms() - start);
+            close(fd);
+            return 0;
+        }
+        sent += (uint64_t) n;
+    }
+}
+
+static int drop(unsigned port, uint64_t bytes, uint64_t seed) {
+    static unsigned char got[CHUNK], want[CHUNK];
+    int listener = socket(AF_VSOCK, SOCK_STREAM, 0);
+    struct sockaddr_vm any = vsock_address(VMADDR_CID_ANY, port);
+    if (listener < 0 || bind(listener, (struct sockaddr *) &any, sizeof any) != 0 || listen(listener, 1) != 0) {
+        say("FAIL listen on %u: %s", port, strerror(errno));
+        return 1;
+    }
+    say("LISTENING %u", port);
+    int fd = accept(listener, NULL, NULL);
+    if (fd < 0) {
+        say("FAIL accept on %u: %s", port, strerror(errno));
+        return 1;
+    }
+    unsigned char header[4];
+    size_t have = 0;
+    while (have < 4) {
+        ssize_t n = read(fd, header + have, 4 - have);
+        if (n <= 0) {
+            say("FAIL drop %u: reading the index: %s", port, n == 0 ? "EOF" : strerror(errno));
+            return 1;
+        }
+        have += (size_t) n;
+    }
+    uint64_t stream = stream_seed(seed, port, header[0], HOST_TO_GUEST);
+    for (uint64_t received = 0; received < bytes;) {
+        size_t want_now = bytes - received < CHUNK ? (size_t) (bytes - received) : CHUNK;
+        ssize_t n = read(fd, got, want_now);
+        if (n <= 0) {
+            say("FAIL drop %u: read after %llu: %s", port, (unsigned long long) received, n == 0 ? "EOF" : strerror(errno));
+            return 1;
+        }
+        pattern(stream, received, want, (size_t) n);
+        if (memcmp(got, want, (size_t) n) != 0) {
+            say("FAIL drop %u: the stream differs within bytes %llu..%llu", port, (unsigned long long) received,
+                (unsigned long long) (received + n));
+            return 1;
+        }
+        received += (uint64_t) n;
+    }
+    close(fd);
+    close(listener);
+    say("DROPPED %u after %llu", port, (unsigned long long) bytes);
+    return 0;
+}
+
 static int wait_children(int children, const char *what, unsigned port, long long start) {
     int failures = 0;
     for (int i = 0; i < children; i++) {
@@ -317,6 +402,8 @@ static int wait_children(int children, const char *what, unsigned port, long lon
 
 int main(int argc, char **argv) {
     alarm(ALARM_SECONDS);
+    /* A write to a connection the peer reset is an EPIPE to report, not a signal to die of. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc == 2 && strcmp(argv[1], "cid") == 0) {
         return print_cid();
     }
@@ -326,8 +413,14 @@ int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "hold") == 0) {
         return hold((unsigned) strtoul(argv[2], NULL, 0));
     }
+    if (argc == 4 && strcmp(argv[1], "flood") == 0) {
+        return flood((unsigned) strtoul(argv[2], NULL, 0), strtoull(argv[3], NULL, 0));
+    }
+    if (argc == 5 && strcmp(argv[1], "drop") == 0) {
+        return drop((unsigned) strtoul(argv[2], NULL, 0), strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0));
+    }
     if (argc != 7) {
-        fprintf(stderr, "usage: vsock_guest cid | refused PORT | hold PORT | connect|serve PORT CONNS BYTES REPLY SEED\n");
+        fprintf(stderr, "usage: vsock_guest cid | refused PORT | hold PORT | flood PORT SEED | drop PORT BYTES SEED | connect|serve PORT CONNS BYTES REPLY SEED\n");
         return 2;
     }
     unsigned port = (unsigned) strtoul(argv[2], NULL, 0);
