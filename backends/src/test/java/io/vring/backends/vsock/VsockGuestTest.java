@@ -42,9 +42,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  *       receives {@value #BYTES_PER_CONN} bytes on each, and replies after the host's half-close;</li>
  *   <li>does both at once: {@value #BOTH_CONNS} connections each way in parallel, with replies as long
  *       as the streams;</li>
- *   <li>keeps one connection to the host open and resets the device by unbinding and rebinding its
- *       driver: the host must see that connection end; the guest reads its CID again and does a
- *       smaller round both ways;</li>
+ *   <li>keeps one idle connection to the host open and one host connection sending into it, and
+ *       resets the device by unbinding and rebinding its driver: the guest's reader sees its socket
+ *       reset; the guest reads its CID again and does a smaller round both ways. The two host
+ *       connections must end once QEMU is gone; whether they ended while the guest still ran is
+ *       printed (see {@link #HELD_CONNECTION_ENDS_WITHIN});</li>
  *   <li>closes a connection the host floods after a megabyte, and floods one the host closes after a
  *       megabyte: the flooding side must see the close within seconds (EPIPE or ECONNRESET in the guest).</li>
  * </ol>
@@ -68,6 +70,8 @@ class VsockGuestTest {
     /** The guest's last step: it waits for one empty host connection here, so it runs as long as the test needs. */
     private static final int GUEST_PORT_RELEASE = 6003;
     /** The host closes a connection the guest floods, and the guest closes one the host floods. */
+    /** A host connection still sending into the guest when the driver is unbound, after this much arrived. */
+    private static final int GUEST_PORT_SINK = 6005, SINK_BYTES_BEFORE_RESET = 1 << 20;
     private static final int HOST_PORT_CLOSES = 5004, GUEST_PORT_CLOSES = 6004, BYTES_BEFORE_CLOSE = 1 << 20;
     /** How soon the flooding side must see the close: Linux waits for ever on a connection nobody resets. */
     private static final Duration CLOSE_SEEN_WITHIN = Duration.ofSeconds(5);
@@ -111,6 +115,7 @@ class VsockGuestTest {
         VsockStats.Snapshot deviceStats;
         long heldEndedAfterUnbind;
         VsockStats.Snapshot beforeCloses;
+        VsockStats.Snapshot beforeSink;
         try (VsockDevice device = VsockDevice.open(config);
              BackendServer server = BackendServer.listen(socket, device);
              HybridHosts hosts = new HybridHosts(seed)) {
@@ -167,6 +172,10 @@ class VsockGuestTest {
                 assertOkPortsAreThePeersTheGuestSaw(guest, GUEST_PORT_BOTH, HybridHosts.await(toGuestBoth, GUEST_STEP));
 
                 guest.awaitLine(Pattern.compile("^HOLDING " + HOST_PORT_HELD + "$"), GUEST_STEP);
+                guest.awaitLine(Pattern.compile("^LISTENING " + GUEST_PORT_SINK + "$"), GUEST_STEP);
+                // Every connection so far has ended (but the held one, idle): host-to-guest bytes are exact here.
+                beforeSink = device.stats();
+                Future<String> floodAcrossReset = hosts.connectAndSendUntilClosed(uds, GUEST_PORT_SINK);
                 guest.awaitLine(Pattern.compile("^UNBOUND$"), GUEST_STEP);
                 long unbound = System.nanoTime();
                 guest.awaitLine(Pattern.compile("^REBOUND$"), GUEST_STEP);
@@ -205,6 +214,8 @@ class VsockGuestTest {
                     heldEndedAfterUnbind = -1;
                 }
                 long guestStillRuns = System.nanoTime();
+                String floodAcrossResetEnded = floodAcrossReset.isDone() ? floodAcrossReset.get() : null;
+                List<String> sinkEnded = guest.console().stream().filter(line -> line.startsWith("SINK-ENDED ")).toList();
                 HybridHosts.await(hosts.connectToGuest(uds, GUEST_PORT_RELEASE, 1, 0, 0), GUEST_STEP);
                 assertGuestDone(guest, "SERVE", GUEST_PORT_RELEASE);
 
@@ -214,6 +225,16 @@ class VsockGuestTest {
                     heldEnds.get(HELD_CONNECTION_ENDS_WITHIN.toSeconds(), TimeUnit.SECONDS);
                 } catch (TimeoutException e) {
                     throw new AssertionError("a host connection the guest had when its driver was unbound is still open "
+                            + HELD_CONNECTION_ENDS_WITHIN + " after QEMU is gone: " + device.stats());
+                }
+                System.out.println("VsockGuestTest " + name + ": the guest's reader of a host flood across the driver reset: "
+                        + sinkEnded + "; the host's flood " + (floodAcrossResetEnded == null
+                        ? "still ran " + millis(unbound, guestStillRuns) + " ms after the unbind" : "ended: " + floodAcrossResetEnded));
+                assertEquals(1, sinkEnded.size(), "the guest's socket ends at the reset: " + sinkEnded);
+                try {
+                    floodAcrossReset.get(HELD_CONNECTION_ENDS_WITHIN.toSeconds(), TimeUnit.SECONDS);
+                } catch (TimeoutException e) {
+                    throw new AssertionError("the host still writes to a connection of the unbound driver "
                             + HELD_CONNECTION_ENDS_WITHIN + " after QEMU is gone: " + device.stats());
                 }
                 System.out.println("VsockGuestTest " + name + ": the connection held across the driver reset ended "
@@ -234,14 +255,15 @@ class VsockGuestTest {
         // Plus the 4-byte index that opens each connection (the held one sends only that).
         long indices = 4L * (CONNS + AFTER_RESET_CONNS + BOTH_CONNS);
         assertEquals(streams + indices + 4, beforeCloses.bytesGuestToHost(), beforeCloses.toString());
-        assertEquals(streams + indices, beforeCloses.bytesHostToGuest(), beforeCloses.toString());
+        long afterReset = (long) AFTER_RESET_CONNS * AFTER_RESET_BYTES + (long) AFTER_RESET_CONNS * REPLY + 4L * AFTER_RESET_CONNS;
+        assertEquals(streams + indices - afterReset, beforeSink.bytesHostToGuest(), beforeSink.toString());
         assertEquals(0, deviceStats.malformed(), deviceStats.toString());
         assertEquals(0, deviceStats.dropped(), deviceStats.toString());
         assertEquals(1, deviceStats.refused(), "the REQUEST to a host port nobody listens on: " + deviceStats);
         assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 2, deviceStats.guestConnections(),
                 "the guest's connections, the held and the flooding one included: " + deviceStats);
-        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 3, deviceStats.hostConnections(),
-                "the host's CONNECTs, to a closed guest port, the flooding one and the release included: " + deviceStats);
+        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 4, deviceStats.hostConnections(),
+                "the host's CONNECTs, to a closed guest port, the two flooding ones and the release included: " + deviceStats);
         assertEquals(0, deviceStats.open(), "nothing left open: " + deviceStats);
         assertEquals(0, serverStats.brokenQueues(), serverStats.toString());
         assertEquals(0, serverStats.ringStarts(kind == RingKind.PACKED ? RingKind.SPLIT : RingKind.PACKED), serverStats.toString());
@@ -261,6 +283,7 @@ class VsockGuestTest {
                 echo "BOTH-DONE $connected $served"
                 [ $connected = 0 ] && [ $served = 0 ] || exit 1
                 vsock_guest hold %16$d || exit 1
+                vsock_guest sink %21$d %22$d %1$s || exit 1
                 driver=/sys/bus/virtio/drivers/vmw_vsock_virtio_transport
                 device=$(basename "$(readlink -f $driver/virtio*)")
                 echo "$device" > $driver/unbind || exit 1
@@ -276,7 +299,7 @@ class VsockGuestTest {
                 """.formatted(s, REFUSED_PORT, HOST_PORT, GUEST_PORT, CONNS, BYTES_PER_CONN, REPLY,
                 HOST_PORT_AFTER_RESET, GUEST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES,
                 HOST_PORT_BOTH, GUEST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, HOST_PORT_HELD, GUEST_PORT_RELEASE,
-                HOST_PORT_CLOSES, GUEST_PORT_CLOSES, BYTES_BEFORE_CLOSE);
+                HOST_PORT_CLOSES, GUEST_PORT_CLOSES, BYTES_BEFORE_CLOSE, GUEST_PORT_SINK, SINK_BYTES_BEFORE_RESET);
     }
 
     /** Waits for the guest program's summary line; on failure shows the guest's FAIL lines. */

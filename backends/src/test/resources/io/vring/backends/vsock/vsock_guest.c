@@ -19,6 +19,11 @@
  *       listens on <port>, prints "LISTENING <port>", accepts one host connection, checks its index
  *       and the first <bytes> of its stream, and closes it with more data still coming; prints
  *       "DROPPED <port> after <bytes>".
+ *   vsock_guest sink <port> <bytes> <seed>
+ *       listens on <port>, prints "LISTENING <port>", accepts one host connection and checks its
+ *       stream; returns once <bytes> arrived, leaving a child that goes on reading and checking
+ *       until the connection ends, then prints "SINK-ENDED <errno name or EOF> after <bytes>"
+ *       (to reset the device while data flows).
  *
  * One connection, either way: the side that connected sends its index (u32 little-endian), then
  * <bytes> of its stream and shuts its sending half down (SHUT_WR); the side that accepted reads to
@@ -380,6 +385,61 @@ static int drop(unsigned port, uint64_t bytes, uint64_t seed) {
     return 0;
 }
 
+static int sink(unsigned port, uint64_t bytes, uint64_t seed) {
+    static unsigned char got[CHUNK], want[CHUNK];
+    int listener = socket(AF_VSOCK, SOCK_STREAM, 0);
+    struct sockaddr_vm any = vsock_address(VMADDR_CID_ANY, port);
+    if (listener < 0 || bind(listener, (struct sockaddr *) &any, sizeof any) != 0 || listen(listener, 1) != 0) {
+        say("FAIL listen on %u: %s", port, strerror(errno));
+        return 1;
+    }
+    say("LISTENING %u", port);
+    int fd = accept(listener, NULL, NULL);
+    if (fd < 0) {
+        say("FAIL accept on %u: %s", port, strerror(errno));
+        return 1;
+    }
+    close(listener);
+    unsigned char header[4];
+    size_t have = 0;
+    while (have < 4) {
+        ssize_t n = read(fd, header + have, 4 - have);
+        if (n <= 0) {
+            say("FAIL sink %u: reading the index: %s", port, n == 0 ? "EOF" : strerror(errno));
+            return 1;
+        }
+        have += (size_t) n;
+    }
+    uint64_t stream = stream_seed(seed, port, header[0], HOST_TO_GUEST);
+    int parent_waits = 1;
+    for (uint64_t received = 0;;) {
+        if (parent_waits && received >= bytes) {
+            pid_t child = fork();
+            if (child < 0) {
+                say("FAIL fork: %s", strerror(errno));
+                return 1;
+            }
+            if (child > 0) {
+                return 0;
+            }
+            alarm(ALARM_SECONDS);
+            parent_waits = 0;
+        }
+        ssize_t n = read(fd, got, CHUNK);
+        if (n <= 0) {
+            say("SINK-ENDED %s after %llu", n == 0 ? "EOF" : strerrorname_np(errno), (unsigned long long) received);
+            _exit(0);
+        }
+        pattern(stream, received, want, (size_t) n);
+        if (memcmp(got, want, (size_t) n) != 0) {
+            say("FAIL sink %u: the stream differs within bytes %llu..%llu", port, (unsigned long long) received,
+                (unsigned long long) (received + n));
+            _exit(1);
+        }
+        received += (uint64_t) n;
+    }
+}
+
 static int wait_children(int children, const char *what, unsigned port, long long start) {
     int failures = 0;
     for (int i = 0; i < children; i++) {
@@ -416,11 +476,14 @@ int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "flood") == 0) {
         return flood((unsigned) strtoul(argv[2], NULL, 0), strtoull(argv[3], NULL, 0));
     }
+    if (argc == 5 && strcmp(argv[1], "sink") == 0) {
+        return sink((unsigned) strtoul(argv[2], NULL, 0), strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0));
+    }
     if (argc == 5 && strcmp(argv[1], "drop") == 0) {
         return drop((unsigned) strtoul(argv[2], NULL, 0), strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0));
     }
     if (argc != 7) {
-        fprintf(stderr, "usage: vsock_guest cid | refused PORT | hold PORT | flood PORT SEED | drop PORT BYTES SEED | connect|serve PORT CONNS BYTES REPLY SEED\n");
+        fprintf(stderr, "usage: vsock_guest cid | refused PORT | hold PORT | flood PORT SEED | drop|sink PORT BYTES SEED | connect|serve PORT CONNS BYTES REPLY SEED\n");
         return 2;
     }
     unsigned port = (unsigned) strtoul(argv[2], NULL, 0);
