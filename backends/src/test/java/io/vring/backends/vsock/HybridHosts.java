@@ -26,7 +26,7 @@ import java.util.concurrent.TimeoutException;
  * {@code vsock_guest.c}): the side that connects sends a u32 index and its stream, then shuts its
  * sending half; the side that accepted checks the stream to EOF, then sends its reply and closes.
  *
- * <p>Each connection has its own virtual thread on blocking channels. Nothing here waits without a
+ * <p>Each connection has its own thread on blocking channels. Nothing here waits without a
  * bound: {@link #await} gives up after its timeout, and {@link #close()} closes every channel, which
  * wakes any thread still blocked in it.
  */
@@ -38,7 +38,13 @@ final class HybridHosts implements AutoCloseable {
     record Outcome(int index, long okPort, long bytesChecked, long millis) {
     }
 
-    private final ExecutorService threads = Executors.newVirtualThreadPerTaskExecutor();
+    /*
+     * Platform threads, so a connect(2) to the device's hybrid listener blocks while its backlog is
+     * full, as most host programs' do. A virtual thread's connect is non-blocking underneath and
+     * fails with EAGAIN instead: 64 at once overflow the listener's backlog (Java's default, 50).
+     */
+    private final ExecutorService threads = Executors.newThreadPerTaskExecutor(
+            Thread.ofPlatform().daemon().name("hybrid-host-", 0).factory());
     private final List<Channel> channels = new CopyOnWriteArrayList<>();
     private final long seed;
 

@@ -42,6 +42,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  *       receives {@value #BYTES_PER_CONN} bytes on each, and replies after the host's half-close;</li>
  *   <li>does both at once: {@value #BOTH_CONNS} connections each way in parallel, with replies as long
  *       as the streams;</li>
+ *   <li>opens {@value #MANY_CONNS} short connections at once each way;</li>
  *   <li>keeps one idle connection to the host open and one host connection sending into it, and
  *       resets the device by unbinding and rebinding its driver: the guest's reader sees its socket
  *       reset; the guest reads its CID again and does a smaller round both ways. The two host
@@ -66,6 +67,8 @@ class VsockGuestTest {
     private static final int REFUSED_PORT = 4999, HOST_PORT = 5000, GUEST_PORT = 6000;
     private static final int HOST_PORT_AFTER_RESET = 5001, GUEST_PORT_AFTER_RESET = 6001;
     private static final int HOST_PORT_BOTH = 5002, GUEST_PORT_BOTH = 6002, BOTH_CONNS = 8, BOTH_BYTES = 1 << 20;
+    /** Many short connections at once each way: the connection table, port pairs and rx fairness. */
+    private static final int HOST_PORT_MANY = 5006, GUEST_PORT_MANY = 6006, MANY_CONNS = 64, MANY_BYTES = 16 << 10;
     private static final int HOST_PORT_HELD = 5003, CLOSED_GUEST_PORT = 7000;
     /** The guest's last step: it waits for one empty host connection here, so it runs as long as the test needs. */
     private static final int GUEST_PORT_RELEASE = 6003;
@@ -126,6 +129,8 @@ class VsockGuestTest {
                     config.listenerPath(HOST_PORT_AFTER_RESET), HOST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES, REPLY);
             List<Future<HybridHosts.Outcome>> fromGuestBoth = hosts.acceptFromGuest(config.listenerPath(HOST_PORT_BOTH),
                     HOST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, BOTH_BYTES);
+            List<Future<HybridHosts.Outcome>> fromGuestMany = hosts.acceptFromGuest(config.listenerPath(HOST_PORT_MANY),
+                    HOST_PORT_MANY, MANY_CONNS, MANY_BYTES, MANY_BYTES);
             Future<Long> heldEnds = hosts.acceptHeldConnection(config.listenerPath(HOST_PORT_HELD));
             Future<Long> hostClosed = hosts.acceptAndCloseEarly(config.listenerPath(HOST_PORT_CLOSES), HOST_PORT_CLOSES,
                     BYTES_BEFORE_CLOSE);
@@ -170,6 +175,15 @@ class VsockGuestTest {
                 assertEquals("0 0", both.group(1) + " " + both.group(2), "guest connect and serve at once");
                 HybridHosts.await(fromGuestBoth, GUEST_STEP);
                 assertOkPortsAreThePeersTheGuestSaw(guest, GUEST_PORT_BOTH, HybridHosts.await(toGuestBoth, GUEST_STEP));
+
+                assertGuestDone(guest, "CONNECT", HOST_PORT_MANY);
+                assertEquals(indices(MANY_CONNS), HybridHosts.await(fromGuestMany, GUEST_STEP).stream()
+                        .map(HybridHosts.Outcome::index).collect(Collectors.toCollection(TreeSet::new)), "every one of many connections once");
+                guest.awaitLine(Pattern.compile("^LISTENING " + GUEST_PORT_MANY + "$"), GUEST_STEP);
+                List<HybridHosts.Outcome> many = HybridHosts.await(
+                        hosts.connectToGuest(uds, GUEST_PORT_MANY, MANY_CONNS, MANY_BYTES, MANY_BYTES), GUEST_STEP);
+                assertGuestDone(guest, "SERVE", GUEST_PORT_MANY);
+                assertOkPortsAreThePeersTheGuestSaw(guest, GUEST_PORT_MANY, many);
 
                 guest.awaitLine(Pattern.compile("^HOLDING " + HOST_PORT_HELD + "$"), GUEST_STEP);
                 guest.awaitLine(Pattern.compile("^LISTENING " + GUEST_PORT_SINK + "$"), GUEST_STEP);
@@ -251,18 +265,18 @@ class VsockGuestTest {
             }
         }
         long streams = (long) CONNS * BYTES_PER_CONN + (long) AFTER_RESET_CONNS * AFTER_RESET_BYTES
-                + (long) (CONNS + AFTER_RESET_CONNS) * REPLY + 2L * BOTH_CONNS * BOTH_BYTES;
+                + (long) (CONNS + AFTER_RESET_CONNS) * REPLY + 2L * BOTH_CONNS * BOTH_BYTES + 2L * MANY_CONNS * MANY_BYTES;
         // Plus the 4-byte index that opens each connection (the held one sends only that).
-        long indices = 4L * (CONNS + AFTER_RESET_CONNS + BOTH_CONNS);
+        long indices = 4L * (CONNS + AFTER_RESET_CONNS + BOTH_CONNS + MANY_CONNS);
         assertEquals(streams + indices + 4, beforeCloses.bytesGuestToHost(), beforeCloses.toString());
         long afterReset = (long) AFTER_RESET_CONNS * AFTER_RESET_BYTES + (long) AFTER_RESET_CONNS * REPLY + 4L * AFTER_RESET_CONNS;
         assertEquals(streams + indices - afterReset, beforeSink.bytesHostToGuest(), beforeSink.toString());
         assertEquals(0, deviceStats.malformed(), deviceStats.toString());
         assertEquals(0, deviceStats.dropped(), deviceStats.toString());
         assertEquals(1, deviceStats.refused(), "the REQUEST to a host port nobody listens on: " + deviceStats);
-        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 2, deviceStats.guestConnections(),
+        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + MANY_CONNS + 2, deviceStats.guestConnections(),
                 "the guest's connections, the held and the flooding one included: " + deviceStats);
-        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + 4, deviceStats.hostConnections(),
+        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + MANY_CONNS + 4, deviceStats.hostConnections(),
                 "the host's CONNECTs, to a closed guest port, the two flooding ones and the release included: " + deviceStats);
         assertEquals(0, deviceStats.open(), "nothing left open: " + deviceStats);
         assertEquals(0, serverStats.brokenQueues(), serverStats.toString());
@@ -282,6 +296,8 @@ class VsockGuestTest {
                 wait $serving; served=$?
                 echo "BOTH-DONE $connected $served"
                 [ $connected = 0 ] && [ $served = 0 ] || exit 1
+                vsock_guest connect %23$d %25$d %26$d %26$d %1$s || exit 1
+                vsock_guest serve %24$d %25$d %26$d %26$d %1$s || exit 1
                 vsock_guest hold %16$d || exit 1
                 vsock_guest sink %21$d %22$d %1$s || exit 1
                 driver=/sys/bus/virtio/drivers/vmw_vsock_virtio_transport
@@ -299,7 +315,8 @@ class VsockGuestTest {
                 """.formatted(s, REFUSED_PORT, HOST_PORT, GUEST_PORT, CONNS, BYTES_PER_CONN, REPLY,
                 HOST_PORT_AFTER_RESET, GUEST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES,
                 HOST_PORT_BOTH, GUEST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, HOST_PORT_HELD, GUEST_PORT_RELEASE,
-                HOST_PORT_CLOSES, GUEST_PORT_CLOSES, BYTES_BEFORE_CLOSE, GUEST_PORT_SINK, SINK_BYTES_BEFORE_RESET);
+                HOST_PORT_CLOSES, GUEST_PORT_CLOSES, BYTES_BEFORE_CLOSE, GUEST_PORT_SINK, SINK_BYTES_BEFORE_RESET,
+                HOST_PORT_MANY, GUEST_PORT_MANY, MANY_CONNS, MANY_BYTES);
     }
 
     /** Waits for the guest program's summary line; on failure shows the guest's FAIL lines. */
