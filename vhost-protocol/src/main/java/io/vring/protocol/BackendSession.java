@@ -58,9 +58,7 @@ final class BackendSession {
     static final long DEVICE_PROTOCOL_FEATURES = ProtocolFeatures.bit(ProtocolFeatures.CONFIG)
             | ProtocolFeatures.bit(ProtocolFeatures.DEVICE_STATE) | ProtocolFeatures.bit(ProtocolFeatures.INFLIGHT_SHMFD);
     /** Ring features the engine implements for every device; QEMU 7.2 may set them unoffered. */
-    static final long ENGINE_RING_FEATURES = VirtioFeatures.bit(VirtioFeatures.EVENT_IDX)
-            | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC) | VirtioFeatures.bit(VirtioFeatures.RING_PACKED)
-            | VirtioFeatures.bit(VirtioFeatures.IN_ORDER) | VirtioFeatures.bit(VirtioFeatures.VERSION_1);
+    static final long ENGINE_RING_FEATURES = VirtioFeatures.RING_FEATURES | VirtioFeatures.bit(VirtioFeatures.IN_ORDER);
     static final long PROTOCOL_FEATURES_BIT = ProtocolFeatures.bit(ProtocolFeatures.VIRTIO_PROTOCOL_FEATURES);
     /** VHOST_F_LOG_ALL: the front-end turns dirty-page logging on with it in SET_FEATURES (migration). */
     static final long LOG_ALL_BIT = ProtocolFeatures.bit(ProtocolFeatures.VIRTIO_LOG_ALL);

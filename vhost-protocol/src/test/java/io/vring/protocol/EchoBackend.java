@@ -37,8 +37,7 @@ final class EchoBackend implements Backend {
 
     @Override
     public long features() {
-        return VirtioFeatures.bit(VirtioFeatures.VERSION_1) | VirtioFeatures.bit(VirtioFeatures.EVENT_IDX)
-                | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC) | VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+        return VirtioFeatures.RING_FEATURES;
     }
 
     @Override

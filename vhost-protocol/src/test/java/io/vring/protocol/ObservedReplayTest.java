@@ -62,9 +62,7 @@ class ObservedReplayTest {
 
         @Override
         public long features() {
-            return VirtioFeatures.bit(VirtioFeatures.VERSION_1) | VirtioFeatures.bit(VirtioFeatures.EVENT_IDX)
-                    | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC) | VirtioFeatures.bit(VirtioFeatures.RING_PACKED)
-                    | VirtioFeatures.bit(VirtioFeatures.IN_ORDER) | (1L << 15) /* net MRG_RXBUF, DPDK sets it */
+            return VirtioFeatures.RING_FEATURES | VirtioFeatures.bit(VirtioFeatures.IN_ORDER) | (1L << 15) /* net MRG_RXBUF, DPDK sets it */
                     | (1L << 24);
         }
 

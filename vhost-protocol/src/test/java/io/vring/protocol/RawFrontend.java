@@ -175,14 +175,12 @@ final class RawFrontend implements AutoCloseable {
             }
         }
 
-        /** Waits (up to the timeout) for {@code n} used chains and checks each carries value + 1. */
-        void collect(int n, long timeoutMillis) {
+        /** Collects {@code n} used chains (each with a 4-byte answer), sleeping on the call eventfd between them. */
+        private void awaitUsed(int n, long timeoutMillis) {
             long deadline = System.currentTimeMillis() + timeoutMillis;
-            MemorySegment m = memory.segment();
             int got = 0;
             while (got < n) {
-                int id = driver.pollUsed();
-                if (id >= 0) {
+                if (driver.pollUsed() >= 0) {
                     assertEquals(4, driver.usedLength(), "used length");
                     got++;
                     continue;
@@ -196,6 +194,12 @@ final class RawFrontend implements AutoCloseable {
                 }
                 driver.disableUsedNotification();
             }
+        }
+
+        /** Waits (up to the timeout) for {@code n} used chains and checks each carries value + 1. */
+        void collect(int n, long timeoutMillis) {
+            awaitUsed(n, timeoutMillis);
+            MemorySegment m = memory.segment();
             for (int v = nextValue - n; v < nextValue; v++) {
                 int slot = (v % driver.size()) * DATA_PER_CHAIN;
                 assertEquals(v, m.get(IncrementBackend.U32, dataGpa + slot), "request value");
@@ -205,25 +209,8 @@ final class RawFrontend implements AutoCloseable {
 
         /** Waits for {@code n} used chains; counts each completed value in {@code completions} and checks its answer. */
         void collectIds(int n, int[] completions, long timeoutMillis) {
-            long deadline = System.currentTimeMillis() + timeoutMillis;
+            awaitUsed(n, timeoutMillis); // ids are descriptor heads: the answers below say which values completed
             MemorySegment m = memory.segment();
-            int got = 0;
-            while (got < n) {
-                int id = driver.pollUsed();
-                if (id >= 0) {
-                    // The ids are descriptor heads; find the value by scanning the data slots that hold an answer.
-                    got++;
-                    continue;
-                }
-                if (System.currentTimeMillis() > deadline) {
-                    throw new AssertionError("ring " + index + ": " + got + " of " + n + " used chains within "
-                            + timeoutMillis + " ms");
-                }
-                if (!driver.enableUsedNotification()) {
-                    call.await(20);
-                }
-                driver.disableUsedNotification();
-            }
             for (int v = 0; v < nextValue; v++) {
                 int slot = (v % driver.size()) * DATA_PER_CHAIN;
                 int answer = m.get(IncrementBackend.U32, dataGpa + slot + 4);

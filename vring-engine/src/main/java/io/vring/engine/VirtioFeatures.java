@@ -17,6 +17,14 @@ public final class VirtioFeatures {
     /** Buffers are used in the order they were made available; batched used entries allowed. */
     public static final int IN_ORDER = 35;
 
+    /**
+     * The ring features the engine implements for every device, as a mask: VERSION_1, EVENT_IDX,
+     * INDIRECT_DESC and RING_PACKED. IN_ORDER is not in it: it promises that the device completes
+     * chains in the order they came, so only a device that does may add {@code bit(IN_ORDER)}.
+     */
+    public static final long RING_FEATURES = (1L << VERSION_1) | (1L << EVENT_IDX) | (1L << INDIRECT_DESC)
+            | (1L << RING_PACKED);
+
     /** The mask of feature bit {@code bit}. */
     public static long bit(int bit) {
         return 1L << bit;

@@ -67,9 +67,7 @@ public final class BlkBackend implements Backend, AutoCloseable {
             rings[i] = new BlkRing(i, this);
         }
         this.pool = new IoPool(ioThreads, queues * MAX_QUEUE_SIZE, this::execute);
-        long f = VirtioFeatures.bit(VirtioFeatures.VERSION_1) | VirtioFeatures.bit(VirtioFeatures.EVENT_IDX)
-                | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC) | VirtioFeatures.bit(VirtioFeatures.RING_PACKED)
-                | VirtioFeatures.bit(BlkLayout.F_SEG_MAX) | VirtioFeatures.bit(BlkLayout.F_BLK_SIZE)
+        long f = VirtioFeatures.RING_FEATURES | VirtioFeatures.bit(BlkLayout.F_SEG_MAX) | VirtioFeatures.bit(BlkLayout.F_BLK_SIZE)
                 | VirtioFeatures.bit(BlkLayout.F_FLUSH) | VirtioFeatures.bit(BlkLayout.F_MQ);
         if (image.isReadOnly()) {
             f |= VirtioFeatures.bit(BlkLayout.F_RO);

@@ -29,9 +29,7 @@ public final class RngBackend implements Backend {
 
     @Override
     public long features() {
-        return VirtioFeatures.bit(VirtioFeatures.VERSION_1) | VirtioFeatures.bit(VirtioFeatures.EVENT_IDX)
-                | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC) | VirtioFeatures.bit(VirtioFeatures.RING_PACKED)
-                | VirtioFeatures.bit(VirtioFeatures.IN_ORDER);
+        return VirtioFeatures.RING_FEATURES | VirtioFeatures.bit(VirtioFeatures.IN_ORDER); // it completes in order
     }
 
     @Override

@@ -78,8 +78,7 @@ public final class VsockDevice implements Backend, AutoCloseable {
 
     @Override
     public long features() {
-        return VirtioFeatures.bit(VirtioFeatures.VERSION_1) | VirtioFeatures.bit(VirtioFeatures.EVENT_IDX)
-                | VirtioFeatures.bit(VirtioFeatures.RING_PACKED) | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC);
+        return VirtioFeatures.RING_FEATURES;
     }
 
     @Override
