@@ -23,6 +23,7 @@ import java.nio.channels.ClosedChannelException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
@@ -65,7 +66,14 @@ public final class Connection implements AutoCloseable {
     private static final int ANCILLARY_BUFFER_BYTES = 256;
     private static final int[] NO_FDS = {};
 
+    /** Longest single poll(2) while waiting with a deadline: close() does not wake a poll, so re-check this often. */
+    private static final int POLL_SLICE_MILLIS = 100;
+    /** {@link #read} without a deadline. */
+    private static final long NO_DEADLINE = Long.MIN_VALUE;
+
     private final AFUNIXSocketChannel channel;
+    /** The socket's fd number, for poll(2) and for handing this end over; junixsocket owns it. */
+    private final int fd;
     private final ReentrantLock sendLock = new ReentrantLock();
     private final ReentrantLock receiveLock = new ReentrantLock();
     private final ByteBuffer header = ByteBuffer.allocate(MessageHeader.SIZE).order(ByteOrder.LITTLE_ENDIAN);
@@ -75,6 +83,28 @@ public final class Connection implements AutoCloseable {
         this.channel = channel;
         channel.configureBlocking(true);
         channel.setAncillaryReceiveBufferSize(ANCILLARY_BUFFER_BYTES);
+        this.fd = FileDescriptorCast.using(channel.getFileDescriptor()).as(Integer.class);
+    }
+
+    /**
+     * Takes over a connected UNIX stream socket fd, e.g. the back-end channel a front-end sent with
+     * SET_BACKEND_REQ_FD. The connection owns the fd from here on, also when this fails.
+     *
+     * @throws VhostUserException SocketError if the fd is not a usable UNIX stream socket
+     */
+    public static Connection adopt(int fd) {
+        AFUNIXSocketChannel channel = null;
+        try {
+            channel = FileDescriptorCast.unsafeUsing(fd).as(AFUNIXSocketChannel.class);
+            return new Connection(channel);
+        } catch (IOException | RuntimeException e) {
+            if (channel != null) {
+                closeQuietly(channel);
+            } else {
+                closeAll(new int[] {fd});
+            }
+            throw new VhostUserException(VhostUserError.SocketError, "cannot adopt fd " + fd + " as a socket: " + e, e);
+        }
     }
 
     /** Listens on {@code path} (replacing a stale socket file there). */
@@ -221,6 +251,27 @@ public final class Connection implements AutoCloseable {
      *                            after the header; SocketBroken once the connection is broken
      */
     public Message receive() {
+        return receiveBefore(NO_DEADLINE);
+    }
+
+    /**
+     * Like {@link #receive()}, but gives up once {@code timeoutMillis} have passed without a whole
+     * message: a request that waits for a reply uses it so a peer that stops answering cannot hang
+     * the caller. Closing the connection from another thread wakes the wait within 100 ms.
+     *
+     * @throws VhostUserException SocketRetry if no byte of a message arrived in time (the stream is
+     *                            intact); SocketBroken if a message was cut short by the timeout (the
+     *                            connection is then broken); and everything {@link #receive()} throws
+     */
+    public Message receive(long timeoutMillis) {
+        if (timeoutMillis < 0) {
+            throw new IllegalArgumentException("timeout " + timeoutMillis + " ms");
+        }
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMillis);
+        return receiveBefore(deadline == NO_DEADLINE ? deadline + 1 : deadline);
+    }
+
+    private Message receiveBefore(long deadline) {
         receiveLock.lock();
         int[] fds = NO_FDS;
         boolean handedOver = false;
@@ -228,7 +279,7 @@ public final class Connection implements AutoCloseable {
             requireUsable();
             header.clear();
             while (header.hasRemaining()) {
-                int n = read(header);
+                int n = read(header, deadline, 0);
                 fds = collectFds(fds);
                 if (n < 0) {
                     if (header.position() == 0) {
@@ -250,7 +301,7 @@ public final class Connection implements AutoCloseable {
             int fdsWithHeader = fds.length;
             ByteBuffer payload = ByteBuffer.allocate(h.size()).order(ByteOrder.LITTLE_ENDIAN);
             while (payload.hasRemaining()) {
-                int n = read(payload);
+                int n = read(payload, deadline, MessageHeader.SIZE);
                 fds = collectFds(fds);
                 if (n < 0) {
                     markBroken("peer closed inside a payload");
@@ -288,7 +339,8 @@ public final class Connection implements AutoCloseable {
     }
 
     /**
-     * Closes the socket. A thread blocked in {@link #receive()} wakes with
+     * Closes the socket, shutting it down first (junixsocket always does): a duplicate of the fd
+     * elsewhere, e.g. one sent to a peer, sees the connection end too. A thread blocked in {@link #receive()} wakes with
      * {@link VhostUserError#Disconnect}. Fds already received belong to their messages and stay open.
      */
     @Override
@@ -305,7 +357,16 @@ public final class Connection implements AutoCloseable {
         return "Connection[" + channel + (isBroken() ? ", broken: " + brokenReason : "") + "]";
     }
 
-    private int read(ByteBuffer dst) {
+    /**
+     * One read into {@code dst}; with a deadline, first waits (poll) until the socket is readable.
+     *
+     * @param alreadyRead bytes of this message read before {@code dst}, to tell a timeout between
+     *                    messages (retryable) from one inside a message (the stream is lost)
+     */
+    private int read(ByteBuffer dst, long deadline, int alreadyRead) {
+        if (deadline != NO_DEADLINE) {
+            awaitReadable(deadline, alreadyRead + dst.position());
+        }
         try {
             int n;
             do {
@@ -315,6 +376,37 @@ public final class Connection implements AutoCloseable {
         } catch (IOException e) {
             throw failure("receive", e);
         }
+    }
+
+    private void awaitReadable(long deadline, int bytesOfMessage) {
+        for (;;) {
+            if (!channel.isOpen()) {
+                throw new VhostUserException(VhostUserError.Disconnect, "connection closed while waiting for a message");
+            }
+            long leftNanos = deadline - System.nanoTime();
+            // Poll even when the time is up: bytes that are already there are not late.
+            int slice = (int) Math.max(0, Math.min(POLL_SLICE_MILLIS, TimeUnit.NANOSECONDS.toMillis(leftNanos) + 1));
+            try {
+                if (Libc.poll(fd, Libc.POLLIN, slice) != 0) {
+                    return;
+                }
+            } catch (NativeCallException e) {
+                throw new VhostUserException(VhostUserError.Disconnect, "connection closed while waiting for a message", e);
+            }
+            if (deadline - System.nanoTime() <= 0) {
+                if (bytesOfMessage == 0) {
+                    throw new VhostUserException(VhostUserError.SocketRetry, "no message arrived in time");
+                }
+                markBroken("timed out inside a message");
+                throw new VhostUserException(VhostUserError.SocketBroken,
+                        "timed out after " + bytesOfMessage + " bytes of a message");
+            }
+        }
+    }
+
+    /** The socket's fd: owned by this connection, valid until {@link #close()}; for poll(2) and SCM_RIGHTS. */
+    int fd() {
+        return fd;
     }
 
     /**

@@ -139,6 +139,11 @@ public final class Libc {
     private static final MethodHandle POLL_UNCAPTURED = uncapturedDowncall("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle CLOSE = downcall("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final MethodHandle GETPID = downcall("getpid", FunctionDescriptor.of(JAVA_INT));
+    /** int socketpair(int domain, int type, int protocol, int sv[2]). */
+    private static final MethodHandle SOCKETPAIR = downcall("socketpair",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
+    /** int pipe2(int pipefd[2], int flags). */
+    private static final MethodHandle PIPE2 = downcall("pipe2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
     /** open and fcntl are variadic: the third argument must be passed the variadic way (it sets %al on x86_64). */
     private static final MethodHandle OPEN = downcall("open", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
             Linker.Option.firstVariadicArg(2));
@@ -524,6 +529,47 @@ public final class Libc {
             throw failure(s, "fcntl", "fd=" + fd + ", cmd=" + cmd);
         }
         return r;
+    }
+
+    /**
+     * {@code pipe2(fds, flags)}: a new pipe (e.g. the vhost-user DEVICE_STATE transfer channel).
+     *
+     * @param flags {@link #O_CLOEXEC} and/or {@link #O_NONBLOCK}, applied to both ends
+     * @return {read end, write end}, both owned by the caller
+     */
+    public static int[] pipe2(int flags) {
+        ThreadScratch s = SCRATCH.get();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment fds = arena.allocate(JAVA_INT, 2);
+            if ((int) PIPE2.invokeExact(s.capture, fds, flags) != 0) {
+                throw failure(s, "pipe2", "flags=0x" + Integer.toHexString(flags));
+            }
+            return new int[] {fds.getAtIndex(JAVA_INT, 0), fds.getAtIndex(JAVA_INT, 1)};
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * {@code socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)}: two connected UNIX stream
+     * sockets (e.g. a vhost-user back-end channel, one end of which goes to the peer).
+     *
+     * @return both fds, owned by the caller
+     */
+    public static int[] unixStreamSocketPair() {
+        final int afUnix = 1;
+        final int sockStream = 1;
+        final int sockCloexec = 0x80000;
+        ThreadScratch s = SCRATCH.get();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment fds = arena.allocate(JAVA_INT, 2);
+            if ((int) SOCKETPAIR.invokeExact(s.capture, afUnix, sockStream | sockCloexec, 0, fds) != 0) {
+                throw failure(s, "socketpair", "AF_UNIX, SOCK_STREAM");
+            }
+            return new int[] {fds.getAtIndex(JAVA_INT, 0), fds.getAtIndex(JAVA_INT, 1)};
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
     }
 
     /** {@code getpid()}: this process's id; cannot fail. */
