@@ -1,6 +1,7 @@
 package io.vring.backends;
 
 import io.vring.backends.bench.BenchCommand;
+import io.vring.backends.crash.CrashTestCommand;
 import io.vring.backends.demo.DemoCommand;
 import io.vring.backends.rng.RngCommand;
 import picocli.CommandLine;
@@ -15,7 +16,7 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Main.PackageVersion.class,
         description = "A Java virtqueue engine and vhost-user stack.",
-        subcommands = {RngCommand.class, DemoCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {RngCommand.class, DemoCommand.class, BenchCommand.class, CrashTestCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec

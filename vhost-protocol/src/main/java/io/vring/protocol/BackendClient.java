@@ -3,6 +3,7 @@ package io.vring.protocol;
 import io.vring.protocol.message.DeviceConfig;
 import io.vring.protocol.message.DeviceStateTransfer;
 import io.vring.protocol.message.FrontendRequest;
+import io.vring.protocol.message.InflightDescription;
 import io.vring.protocol.message.LogDescription;
 import io.vring.protocol.message.MemoryRegion;
 import io.vring.protocol.message.MemoryTable;
@@ -90,6 +91,36 @@ public final class BackendClient implements AutoCloseable {
     /** Connects to a back-end listening at {@code socket}, waiting at most {@code replyTimeout} per reply. */
     public static BackendClient connect(Path socket, Duration replyTimeout) {
         return over(Connection.connect(socket), replyTimeout);
+    }
+
+    /**
+     * Connects to a back-end at {@code socket}, trying again with back-off (10 ms doubling to 500 ms)
+     * while nobody listens there yet, as QEMU's {@code reconnect} option does for a back-end that is
+     * restarting after a crash.
+     *
+     * @throws VhostUserException SocketConnect if no attempt succeeded within {@code giveUpAfter}
+     */
+    public static BackendClient connectWithBackoff(Path socket, Duration replyTimeout, Duration giveUpAfter) {
+        long deadline = System.nanoTime() + giveUpAfter.toNanos();
+        long pauseMillis = 10;
+        for (int attempt = 1; ; attempt++) {
+            try {
+                return connect(socket, replyTimeout);
+            } catch (VhostUserException e) {
+                if (e.kind() != VhostUserError.SocketConnect || System.nanoTime() - deadline > 0) {
+                    throw e;
+                }
+                LOG.log(Level.DEBUG, "attempt {0} to reach {1} failed, again in {2} ms: {3}", attempt, socket,
+                        pauseMillis, e.getMessage());
+            }
+            try {
+                Thread.sleep(pauseMillis);
+            } catch (InterruptedException ie) {
+                Thread.currentThread().interrupt();
+                throw new VhostUserException(VhostUserError.SocketConnect, "interrupted while reconnecting to " + socket, ie);
+            }
+            pauseMillis = Math.min(pauseMillis * 2, 500);
+        }
     }
 
     /**
@@ -476,6 +507,63 @@ public final class BackendClient implements AutoCloseable {
      */
     public void barrier() {
         callU64(FrontendRequest.GET_FEATURES, null);
+    }
+
+    // ---- inflight ----------------------------------------------------------------------------
+
+    /**
+     * GET_INFLIGHT_FD (INFLIGHT_SHMFD): asks the back-end for a zeroed inflight region for
+     * {@code numQueues} queues of {@code queueSize}. Send it after SET_FEATURES (the layout depends on
+     * the ring kind), once per device life: after a back-end restart the old region goes back with
+     * {@link #setInflightFd}.
+     *
+     * @return the region (its memfd is the caller's), or null if the back-end declined (mmap_size 0)
+     * @throws VhostUserException InvalidMessage if the reply describes other queues or comes without the fd
+     */
+    public FrontendInflight getInflightFd(int numQueues, int queueSize) {
+        try (Message reply = exchange(FrontendRequest.GET_INFLIGHT_FD, new InflightDescription(0, 0, numQueues, queueSize),
+                new int[0])) {
+            InflightDescription d = InflightDescription.decode(reply.payload());
+            if (d.mmapSize() == 0) {
+                LOG.log(Level.INFO, "back-end declined GET_INFLIGHT_FD for {0} queues of {1}", numQueues, queueSize);
+                return null;
+            }
+            if (reply.fdCount() != 1 || d.numQueues() != numQueues || d.queueSize() != queueSize || d.mmapSize() < 0) {
+                throw new VhostUserException(VhostUserError.InvalidMessage, "GET_INFLIGHT_FD for " + numQueues
+                        + " queues of " + queueSize + " answered with " + d + " and " + reply.fdCount() + " fds");
+            }
+            return new FrontendInflight(d, reply.takeFd(0));
+        }
+    }
+
+    /** SET_INFLIGHT_FD (INFLIGHT_SHMFD): hands the region back before the rings start; the fd stays the caller's. */
+    public void setInflightFd(FrontendInflight inflight) {
+        call(FrontendRequest.SET_INFLIGHT_FD, inflight.description(), inflight.fd());
+    }
+
+    /**
+     * Waits up to {@code timeoutMillis} for the back-end to close the connection (it exited or was
+     * killed). The back-end sends nothing unasked on this channel, so anything that arrives also means
+     * the connection is no longer usable.
+     *
+     * @return true if the connection is gone (the client is then broken), false if it is still open
+     */
+    public boolean awaitDisconnect(long timeoutMillis) {
+        synchronized (requestLock) {
+            if (brokenReason != null) {
+                return true;
+            }
+            try (Message unasked = connection.receive(timeoutMillis)) {
+                broken(new VhostUserException(VhostUserError.InvalidMessage, "back-end sent " + unasked + " unasked"));
+                return true;
+            } catch (VhostUserException e) {
+                if (e.kind() == VhostUserError.SocketRetry) {
+                    return false;
+                }
+                broken(e);
+                return true;
+            }
+        }
     }
 
     // ---- state -------------------------------------------------------------------------------

@@ -5,12 +5,15 @@ import io.vring.engine.RingPlacement;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.os.Libc;
+import io.vring.engine.split.SplitLayout;
 import io.vring.protocol.message.MemoryRegion;
 import io.vring.protocol.message.MemoryTable;
 import io.vring.protocol.message.ProtocolFeatures;
 import io.vring.protocol.message.VringAddress;
 
 import java.lang.System.Logger;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.lang.System.Logger.Level;
 import java.util.ArrayList;
 import java.util.List;
@@ -38,6 +41,16 @@ import java.util.List;
  * back-end has applied it (its ack, or a GET_FEATURES barrier without REPLY_ACK); only then is a
  * removed region unmapped. Buffers in a region being removed must have been collected first.
  *
+ * <p><b>Inflight tracking</b> (INFLIGHT_SHMFD, when the config asks for it and the back-end offers it):
+ * GET_INFLIGHT_FD once, after SET_FEATURES on the first start; the region is kept for the life of the
+ * device and sent back with SET_INFLIGHT_FD before the memory table on every start, resume and
+ * reconnect, as QEMU does.
+ *
+ * <p><b>Reconnect</b> ({@link #reconnect}): the back-end died under running rings (no GET_VRING_BASE
+ * possible). As QEMU, each ring resumes from its used side (split: the used index in the ring; packed:
+ * the driver's own used position), and the whole start sequence runs on the new connection; with
+ * inflight tracking the back-end then resubmits what its predecessor left unfinished.
+ *
  * <p>{@link #close()} closes everything it owns: back-end client, back-end channel, rings' eventfds,
  * regions. Not thread-safe: one control thread; each ring's queue belongs to one data thread.
  */
@@ -51,12 +64,15 @@ public final class FrontendDevice implements AutoCloseable {
     private static final Logger LOG = System.getLogger(FrontendDevice.class.getName());
     private static final long PROTOCOL_FEATURES_BIT = 1L << ProtocolFeatures.VIRTIO_PROTOCOL_FEATURES;
     private static final long PAGE = 4096;
+    private static final ValueLayout.OfShort USED_IDX_LAYOUT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final FrontendConfig config;
     private final List<FrontendRegion> regions = new ArrayList<>();
     private final List<FrontendRing> rings = new ArrayList<>();
     private BackendClient backend;
     private FrontendServer backendChannel;
+    /** The inflight region from GET_INFLIGHT_FD, kept across reconnects; null without inflight tracking. */
+    private FrontendInflight inflight;
     private long features;
     private int maxMemSlots;
     private boolean running;
@@ -79,6 +95,7 @@ public final class FrontendDevice implements AutoCloseable {
         try {
             device.handshake(-1);
             device.createMemoryAndRings();
+            device.sendInflight();
             device.sendMemoryTable();
             device.startRings();
             return device;
@@ -241,6 +258,7 @@ public final class FrontendDevice implements AutoCloseable {
         closeBackend();
         backend = next;
         handshake(features);
+        sendInflight();
         if (state != null) {
             backend.loadDeviceState(state);
         }
@@ -248,10 +266,33 @@ public final class FrontendDevice implements AutoCloseable {
         startRings();
     }
 
-    /** Closes the back-end client and channel, the rings' eventfds and the regions. Idempotent. */
+    /**
+     * Moves the device to {@code next} after its back-end went away under running rings (crashed or
+     * killed: GET_VRING_BASE cannot be asked). Each ring resumes from its used side, as QEMU does
+     * (reference §6.2): split at the used index in the ring, packed at the driver's used position for
+     * both avail and used. Then the start sequence runs on {@code next}, SET_INFLIGHT_FD with the
+     * region kept from the first start included; the rings keep their memory and eventfds.
+     */
+    public void reconnect(BackendClient next) {
+        for (FrontendRing ring : rings) {
+            ring.base(usedSideBase(ring));
+        }
+        running = false;
+        resume(next, null);
+    }
+
+    /** The inflight region kept for SET_INFLIGHT_FD, or null if inflight tracking is not in use. */
+    public FrontendInflight inflight() {
+        return inflight;
+    }
+
+    /** Closes the back-end client and channel, the rings' eventfds, the regions and the inflight region. Idempotent. */
     @Override
     public void close() {
         running = false;
+        if (inflight != null) {
+            inflight.close();
+        }
         closeBackend();
         for (FrontendRing ring : rings) {
             ring.close();
@@ -392,6 +433,34 @@ public final class FrontendDevice implements AutoCloseable {
             backend.setStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
         }
         running = true;
+    }
+
+    /**
+     * GET_INFLIGHT_FD the first time (if the config asks for INFLIGHT_SHMFD and it was negotiated),
+     * then SET_INFLIGHT_FD with the kept region on every start.
+     */
+    private void sendInflight() {
+        if (!backend.has(ProtocolFeatures.INFLIGHT_SHMFD)) {
+            return;
+        }
+        if (inflight == null) {
+            inflight = backend.getInflightFd(config.queueCount(), config.queueSize());
+            if (inflight == null) {
+                return;
+            }
+        }
+        backend.setInflightFd(inflight);
+    }
+
+    /** SET_VRING_BASE after a lost back-end: split the used idx in the ring, packed our used position for both sides. */
+    private int usedSideBase(FrontendRing ring) {
+        if (ring.kind() == RingKind.PACKED) {
+            int position = ring.queue().usedPosition();
+            return position | position << 16;
+        }
+        FrontendRegion region = regions.getFirst();
+        long offset = ring.placement().rings().deviceArea() - region.guestPhysicalAddress() + SplitLayout.USED_IDX;
+        return Short.toUnsignedInt(region.segment().get(USED_IDX_LAYOUT, offset));
     }
 
     /** Without REPLY_ACK a memory change is fire-and-forget: a GET_FEATURES round trip says it was applied. */
