@@ -2,6 +2,7 @@ package io.vring.protocol;
 
 import io.vring.protocol.message.DeviceConfig;
 import io.vring.protocol.message.DeviceStateTransfer;
+import io.vring.engine.memory.SharedMemory;
 import io.vring.protocol.message.FrontendRequest;
 import io.vring.protocol.message.InflightDescription;
 import io.vring.protocol.message.LogDescription;
@@ -395,6 +396,76 @@ public final class BackendClient implements AutoCloseable {
     /** VRING_KICK (INBAND_NOTIFICATIONS): an in-band kick for a ring without a kick fd. */
     public void vringKick(int index) {
         call(FrontendRequest.VRING_KICK, new VringState(index, 0));
+    }
+
+    /** SET_VRING_ENDIAN (CROSS_ENDIAN): a legacy ring's byte order, before it starts. */
+    public void setVringEndian(int index, boolean bigEndian) {
+        call(FrontendRequest.SET_VRING_ENDIAN, new VringState(index, bigEndian ? 1 : 0));
+    }
+
+    // ---- inflight ----------------------------------------------------------------------------
+
+    /**
+     * GET_INFLIGHT_FD (INFLIGHT_SHMFD): asks the back-end for a new inflight region for
+     * {@code numQueues} rings of {@code queueSize}. Its memfd is mapped here and the caller owns
+     * the result; null if the back-end declines (mmap_size 0, no fd). Keep it and hand it back with
+     * {@link #setInflightFd} on every start, reconnects included.
+     *
+     * @throws VhostUserException IncorrectFds if the fd does not match the size the reply announces
+     */
+    public InflightArea getInflightFd(int numQueues, int queueSize) {
+        try (Message reply = exchange(FrontendRequest.GET_INFLIGHT_FD,
+                new InflightDescription(0, 0, numQueues, queueSize), new int[0])) {
+            InflightDescription d = InflightDescription.decode(reply.payload());
+            if ((d.mmapSize() == 0) != (reply.fdCount() == 0)) {
+                throw broken(new VhostUserException(VhostUserError.IncorrectFds, "GET_INFLIGHT_FD reply of mmap_size "
+                        + d.mmapSize() + " came with " + reply.fdCount() + " fds"));
+            }
+            if (d.mmapSize() == 0) {
+                return null;
+            }
+            int fd = reply.takeFd(0);
+            try {
+                return new InflightArea(d, SharedMemory.openRange(fd, d.mmapOffset(), d.mmapSize())); // owns fd, also on failure
+            } catch (IllegalArgumentException e) {
+                throw new VhostUserException(VhostUserError.InvalidParam, "GET_INFLIGHT_FD: " + e.getMessage(), e);
+            }
+        }
+    }
+
+    /** SET_INFLIGHT_FD (INFLIGHT_SHMFD): the region from {@link #getInflightFd} (the area stays the caller's). */
+    public void setInflightFd(InflightArea area) {
+        call(FrontendRequest.SET_INFLIGHT_FD, area.description(), area.memory().fd());
+    }
+
+    /**
+     * An inflight region the back-end made: its description (sent back as is with SET_INFLIGHT_FD)
+     * and our mapping of it. Closing it unmaps the region and closes the memfd.
+     */
+    public record InflightArea(InflightDescription description, SharedMemory memory) implements AutoCloseable {
+        @Override
+        public void close() {
+            memory.close();
+        }
+    }
+
+    // ---- net ---------------------------------------------------------------------------------
+
+    /** NET_SET_MTU (MTU): with REPLY_ACK the back-end's ack says whether it accepts the MTU. */
+    public void netSetMtu(int mtu) {
+        call(FrontendRequest.NET_SET_MTU, new U64Payload(Integer.toUnsignedLong(mtu)));
+    }
+
+    /** SEND_RARP (RARP): the back-end announces {@code mac} (6 bytes) after a migration. */
+    public void sendRarp(byte[] mac) {
+        if (mac.length != 6) {
+            throw new IllegalArgumentException("a MAC address has 6 bytes, got " + mac.length);
+        }
+        long value = 0;
+        for (int i = 0; i < 6; i++) {
+            value |= (mac[i] & 0xFFL) << (8 * i);
+        }
+        call(FrontendRequest.SEND_RARP, new U64Payload(value));
     }
 
     // ---- device ------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ public final class BackendServer implements AutoCloseable {
     private final Thread thread;
     private volatile boolean closed;
     private volatile Connection current;
+    private volatile BackendSession session;
 
     private BackendServer(Backend backend, Options options, Path path, Listener listener) {
         this.backend = Objects.requireNonNull(backend, "backend");
@@ -100,6 +101,17 @@ public final class BackendServer implements AutoCloseable {
         BackendServer s = new BackendServer(backend, options, socket, null);
         s.thread.start();
         return s;
+    }
+
+    /**
+     * Tells the connected front-end that the device's config space changed, so it reads it again
+     * (BACKEND_CONFIG_CHANGE_MSG on the back-end channel). Returns false if no front-end is connected
+     * or it did not negotiate BACKEND_REQ and CONFIG. Any thread; waits for the front-end's ack when
+     * REPLY_ACK was negotiated.
+     */
+    public boolean notifyConfigChanged() {
+        BackendSession s = session;
+        return s != null && s.configChanged();
     }
 
     /** Counters for this server. */
@@ -209,8 +221,11 @@ public final class BackendServer implements AutoCloseable {
         }
         stats.sessionStarted();
         try {
-            new BackendSession(c, backend, options, stats).run();
+            BackendSession s = new BackendSession(c, backend, options, stats);
+            session = s;
+            s.run();
         } finally {
+            session = null;
             current = null;
         }
     }

@@ -37,8 +37,9 @@ import java.util.List;
  * request that is well-formed but wrong (a feature that was not negotiated, a ring index out of
  * range, an address outside guest memory, a request out of order) is refused: logged, answered with a
  * failed ack when the front-end asked for one, and the session goes on. A refused request that has
- * a reply of its own ends the session, as there is no way to answer it (GET_CONFIG excepted: its
- * error reply is a config of size 0).
+ * a reply of its own ends the session, as there is no way to answer it, except where the reply has
+ * an error form: GET_CONFIG (a config of size 0) and the requests whose reply is a u64 status
+ * (IOTLB_MSG, POSTCOPY_END, SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE: 1).
  */
 final class BackendSession {
     private static final System.Logger LOG = System.getLogger(BackendSession.class.getName());
@@ -58,6 +59,9 @@ final class BackendSession {
             | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC) | VirtioFeatures.bit(VirtioFeatures.RING_PACKED)
             | VirtioFeatures.bit(VirtioFeatures.IN_ORDER) | VirtioFeatures.bit(VirtioFeatures.VERSION_1);
     static final long PROTOCOL_FEATURES_BIT = ProtocolFeatures.bit(ProtocolFeatures.VIRTIO_PROTOCOL_FEATURES);
+    /** Requests whose own reply is a u64 status (0 success): a refusal answers them with a failure. */
+    static final java.util.Set<FrontendRequest> STATUS_REPLIES = java.util.EnumSet.of(FrontendRequest.IOTLB_MSG,
+            FrontendRequest.POSTCOPY_END, FrontendRequest.SET_DEVICE_STATE_FD, FrontendRequest.CHECK_DEVICE_STATE);
     /** Memory slots offered through GET_MAX_MEM_SLOTS. */
     static final int MAX_MEM_SLOTS = 32;
     /** Virtio status bit the device sets when a queue broke. */
@@ -79,7 +83,8 @@ final class BackendSession {
     private boolean protocolFeaturesSet;
     private long ackedProtocolFeatures;
     private volatile int status;
-    private int backendChannelFd = -1;
+    /** The back-end channel of SET_BACKEND_REQ_FD, or null. Read by other threads (config change). */
+    private volatile FrontendClient backendChannel;
     /** The inflight region of SET_INFLIGHT_FD (or the one GET_INFLIGHT_FD made), or null. */
     private SharedMemory inflightMapping;
     private InflightBuffer inflight;
@@ -147,6 +152,8 @@ final class BackendSession {
             LOG.log(Level.WARNING, "{0}: refused {1}: {2}", name, request.name(), e.getMessage());
             if (request == FrontendRequest.GET_CONFIG) {
                 connection.sendReply(request, new DeviceConfig(0, 0, new byte[0]));
+            } else if (STATUS_REPLIES.contains(request)) {
+                connection.sendReply(request, new U64Payload(U64Payload.ACK_FAILED));
             } else if (request.alwaysReplies()) {
                 throw new VhostUserException(e.kind(), request.name() + " cannot be answered: " + e.getMessage(), e);
             } else if (wantsAck(request, m)) {
@@ -224,7 +231,7 @@ final class BackendSession {
             }
             case SET_BACKEND_REQ_FD -> {
                 closeBackendChannel();
-                backendChannelFd = m.takeFd(0);
+                backendChannel = FrontendClient.adopt(m.takeFd(0), ackedProtocolFeatures);
             }
             case RESET_DEVICE -> resetDevice();
             case SET_STATUS -> {
@@ -659,9 +666,28 @@ final class BackendSession {
     // ---- teardown ----
 
     private void closeBackendChannel() {
-        if (backendChannelFd >= 0) {
-            Libc.close(backendChannelFd);
-            backendChannelFd = -1;
+        FrontendClient c = backendChannel;
+        backendChannel = null;
+        if (c != null) {
+            c.close();
+        }
+    }
+
+    /**
+     * Tells the front-end the device's config space changed (BACKEND_CONFIG_CHANGE_MSG), if the
+     * back-end channel and CONFIG were negotiated; returns whether the message went out. Any thread.
+     */
+    boolean configChanged() {
+        FrontendClient c = backendChannel;
+        if (c == null || !ProtocolFeatures.has(ackedProtocolFeatures, ProtocolFeatures.CONFIG)) {
+            return false;
+        }
+        try {
+            c.configChanged();
+            return true;
+        } catch (VhostUserException e) {
+            LOG.log(Level.WARNING, "{0}: config change notification failed: {1}", name, e.getMessage());
+            return false;
         }
     }
 

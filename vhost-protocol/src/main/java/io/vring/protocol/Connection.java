@@ -78,6 +78,12 @@ public final class Connection implements AutoCloseable {
     private final ReentrantLock receiveLock = new ReentrantLock();
     private final ByteBuffer header = ByteBuffer.allocate(MessageHeader.SIZE).order(ByteOrder.LITTLE_ENDIAN);
     private volatile String brokenReason;
+    /**
+     * For an adopted fd, its {@code /proc/self/fd} target ({@code socket:[inode]}), else null:
+     * junixsocket's channel over a cast fd shuts the socket down on close but leaves the fd open,
+     * so {@link #close()} closes it if it still names the same socket.
+     */
+    private volatile String adoptedTarget;
 
     Connection(AFUNIXSocketChannel channel) throws IOException {
         this.channel = channel;
@@ -95,8 +101,11 @@ public final class Connection implements AutoCloseable {
     public static Connection adopt(int fd) {
         AFUNIXSocketChannel channel = null;
         try {
+            String target = Files.readSymbolicLink(Path.of("/proc/self/fd/" + fd)).toString();
             channel = FileDescriptorCast.unsafeUsing(fd).as(AFUNIXSocketChannel.class);
-            return new Connection(channel);
+            Connection c = new Connection(channel);
+            c.adoptedTarget = target;
+            return c;
         } catch (IOException | RuntimeException e) {
             if (channel != null) {
                 closeQuietly(channel);
@@ -267,7 +276,8 @@ public final class Connection implements AutoCloseable {
         if (timeoutMillis < 0) {
             throw new IllegalArgumentException("timeout " + timeoutMillis + " ms");
         }
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMillis);
+        // Capped at about 73 years so the sum cannot overflow.
+        long deadline = System.nanoTime() + Math.min(TimeUnit.MILLISECONDS.toNanos(timeoutMillis), Long.MAX_VALUE >> 2);
         return receiveBefore(deadline == NO_DEADLINE ? deadline + 1 : deadline);
     }
 
@@ -349,6 +359,25 @@ public final class Connection implements AutoCloseable {
             channel.close();
         } catch (IOException e) {
             throw new VhostUserException(VhostUserError.SocketError, "close failed: " + e, e);
+        } finally {
+            closeAdoptedFd();
+        }
+    }
+
+    private synchronized void closeAdoptedFd() {
+        String target = adoptedTarget;
+        if (target == null) {
+            return;
+        }
+        adoptedTarget = null;
+        try {
+            // Same number, same socket: junixsocket did not close it (if it had, the number could
+            // now name another file, which must not be closed).
+            if (target.equals(Files.readSymbolicLink(Path.of("/proc/self/fd/" + fd)).toString())) {
+                Libc.close(fd);
+            }
+        } catch (IOException | NativeCallException gone) {
+            // Closed already.
         }
     }
 

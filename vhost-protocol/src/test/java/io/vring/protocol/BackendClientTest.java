@@ -442,6 +442,39 @@ class BackendClientTest {
     }
 
     @Test
+    void inflightRegionIsMappedFromTheReplyAndHandedBackUnchanged() {
+        try (io.vring.engine.memory.SharedMemory region = io.vring.engine.memory.SharedMemory.create("inflight", 8192)) {
+            region.segment().set(ValueLayout.JAVA_BYTE, 4096 + 5, (byte) 42);
+            withBackend(V1 | BIT30, proto(ProtocolFeatures.INFLIGHT_SHMFD), (s, m, c) -> {
+                if (s.name().equals("GET_INFLIGHT_FD")) {
+                    ByteBuffer req = s.buffer();
+                    boolean decline = req.getShort(16) == 3;
+                    c.sendReply(FrontendRequest.GET_INFLIGHT_FD, new io.vring.protocol.message.InflightDescription(
+                            decline ? 0 : 4096, decline ? 0 : 4096, req.getShort(16), req.getShort(18)),
+                            decline ? new int[0] : new int[] {region.fd()});
+                    return Action.HANDLED;
+                }
+                return Action.DEFAULT;
+            }, (client, backend) -> {
+                client.negotiateProtocolFeatures(proto(ProtocolFeatures.INFLIGHT_SHMFD));
+                assertEquals(null, client.getInflightFd(3, 128), "mmap_size 0: declined");
+                try (BackendClient.InflightArea area = client.getInflightFd(2, 256)) {
+                    assertArrayEquals(bytes(24, b -> b.putShort(16, (short) 2).putShort(18, (short) 256)),
+                            backend.seen().getLast().payload());
+                    assertEquals(4096, area.memory().size());
+                    assertEquals(42, area.memory().segment().get(ValueLayout.JAVA_BYTE, 5), "mapped at mmap_offset");
+                    client.setInflightFd(area);
+                    Seen set = backend.seen().getLast();
+                    assertEquals("SET_INFLIGHT_FD", set.name());
+                    assertEquals(1, set.fds());
+                    assertArrayEquals(bytes(24, b -> b.putLong(0, 4096).putLong(8, 4096).putShort(16, (short) 2)
+                            .putShort(18, (short) 256)), set.payload());
+                }
+            });
+        }
+    }
+
+    @Test
     void acceptWaitsForABackendThatConnectsAndGivesUpInTime() throws Exception {
         java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("vring-accept");
         java.nio.file.Path socket = dir.resolve("fe.sock");

@@ -246,9 +246,22 @@ class BackendServerTest {
             assertNotEquals(0, fe.sendAcked(FrontendRequest.SET_PROTOCOL_FEATURES,
                     new U64Payload(ProtocolFeatures.bit(ProtocolFeatures.PAGEFAULT) | ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK))),
                     "postcopy never offered");
+            fe.send(FrontendRequest.IOTLB_MSG, new io.vring.protocol.message.Payload() {
+                @Override
+                public int encodedSize() {
+                    return 32;
+                }
+
+                @Override
+                public void encode(java.nio.ByteBuffer dst) {
+                    dst.put(new byte[32]);
+                }
+            });
+            assertNotEquals(0, U64Payload.decode(fe.connection.receive().payload()).value(), "IOTLB never offered: u64 failure");
+            assertNotEquals(0, fe.callU64(FrontendRequest.POSTCOPY_END), "postcopy never offered: u64 failure");
             assertEquals(0, fe.sendAcked(FrontendRequest.SET_VRING_NUM, new VringState(1, 8)));
         }
-        assertTrue(server.stats().refusedRequests() >= 4);
+        assertTrue(server.stats().refusedRequests() >= 6);
     }
 
     @Test

@@ -142,6 +142,7 @@ public final class ReportWriter {
         throughputTable(results, md, gc);
         latencyTable(results, md, gc);
         controlPlaneTable(results, md);
+        inflightTable(results, md);
         notificationTable(results, md);
         goals(results, md, gc);
         for (String plot : plots) {
@@ -213,6 +214,28 @@ public final class ReportWriter {
                 md.append(' ').append(bytes(r.secondaryScore("gc.alloc.rate.norm"))).append(" |");
             }
             md.append('\n');
+        }
+        md.append('\n');
+    }
+
+    /** InflightOverhead: the same ring transfer with the device's inflight tracking off and on. */
+    private static void inflightTable(List<Result> results, StringBuilder md) {
+        List<Result> off = find(results, "InflightOverhead.ring").stream().filter(r -> "off".equals(r.param("inflight"))).toList();
+        if (off.isEmpty()) {
+            return;
+        }
+        md.append("## Inflight tracking overhead (ring elements/s, busy-poll)\n\n");
+        md.append("| ring | batch | untracked Melem/s | tracked Melem/s | tracked / untracked |\n|---|---:|---:|---:|---:|\n");
+        for (Result r : off) {
+            Optional<Result> on = find(results, r.benchmark).stream()
+                    .filter(o -> "on".equals(o.param("inflight")) && o.param("ring").equals(r.param("ring"))
+                            && o.param("batch").equals(r.param("batch")))
+                    .findFirst();
+            double v = r.secondaryScore("transfers");
+            md.append("| ").append(r.param("ring")).append(" | ").append(r.param("batch")).append(" | ")
+                    .append(mega(v, r.secondaryError("transfers"))).append(" | ")
+                    .append(on.map(o -> mega(o.secondaryScore("transfers"), o.secondaryError("transfers"))).orElse("–"))
+                    .append(" | ").append(on.map(o -> ratio(o.secondaryScore("transfers"), v)).orElse("–")).append(" |\n");
         }
         md.append('\n');
     }

@@ -120,4 +120,33 @@ class SharedMemoryTest {
         assertEquals(Libc.EBADF, e.errno());
         assertFalse(e.getMessage().isEmpty());
     }
+
+    @Test
+    void openRangeMapsExactlyTheRangeAlsoAtAnOffsetThatIsNotPageAligned() {
+        try (SharedMemory m = SharedMemory.create("ranged", 4 * 4096)) {
+            m.segment().set(JAVA_LONG, 4096 + 24, 0x0102_0304_0506_0708L);
+            int second = Libc.open(Path.of("/proc/self/fd/" + m.fd()), Libc.O_RDWR | Libc.O_CLOEXEC);
+            try (SharedMemory range = SharedMemory.openRange(second, 4096 + 16, 8192)) {
+                assertEquals(8192, range.segment().byteSize());
+                assertEquals(0x0102_0304_0506_0708L, range.segment().get(JAVA_LONG, 8), "offset 4096 + 16 + 8 of the file");
+                range.segment().set(JAVA_LONG, 0, 99);
+                assertEquals(99, m.segment().get(JAVA_LONG, 4096 + 16), "the same pages");
+            }
+            assertFdClosed(second);
+        }
+    }
+
+    @Test
+    void openRangeRefusesARangePastTheEndOfTheFileAndClosesTheFd() {
+        try (SharedMemory m = SharedMemory.create("short", 8192)) {
+            int second = Libc.open(Path.of("/proc/self/fd/" + m.fd()), Libc.O_RDWR | Libc.O_CLOEXEC);
+            assertThrows(IllegalArgumentException.class, () -> SharedMemory.openRange(second, 4097, 4096),
+                    "touching the missing bytes would SIGBUS");
+            assertFdClosed(second);
+            int third = Libc.open(Path.of("/proc/self/fd/" + m.fd()), Libc.O_RDWR | Libc.O_CLOEXEC);
+            assertThrows(IllegalArgumentException.class, () -> SharedMemory.openRange(third, Long.MAX_VALUE, 4096),
+                    "offset + size overflows");
+            assertFdClosed(third);
+        }
+    }
 }
