@@ -580,38 +580,6 @@ public final class BackendClient implements AutoCloseable {
         callU64(FrontendRequest.GET_FEATURES, null);
     }
 
-    // ---- inflight ----------------------------------------------------------------------------
-
-    /**
-     * GET_INFLIGHT_FD (INFLIGHT_SHMFD): asks the back-end for a zeroed inflight region for
-     * {@code numQueues} queues of {@code queueSize}. Send it after SET_FEATURES (the layout depends on
-     * the ring kind), once per device life: after a back-end restart the old region goes back with
-     * {@link #setInflightFd}.
-     *
-     * @return the region (its memfd is the caller's), or null if the back-end declined (mmap_size 0)
-     * @throws VhostUserException InvalidMessage if the reply describes other queues or comes without the fd
-     */
-    public FrontendInflight getInflightFd(int numQueues, int queueSize) {
-        try (Message reply = exchange(FrontendRequest.GET_INFLIGHT_FD, new InflightDescription(0, 0, numQueues, queueSize),
-                new int[0])) {
-            InflightDescription d = InflightDescription.decode(reply.payload());
-            if (d.mmapSize() == 0) {
-                LOG.log(Level.INFO, "back-end declined GET_INFLIGHT_FD for {0} queues of {1}", numQueues, queueSize);
-                return null;
-            }
-            if (reply.fdCount() != 1 || d.numQueues() != numQueues || d.queueSize() != queueSize || d.mmapSize() < 0) {
-                throw new VhostUserException(VhostUserError.InvalidMessage, "GET_INFLIGHT_FD for " + numQueues
-                        + " queues of " + queueSize + " answered with " + d + " and " + reply.fdCount() + " fds");
-            }
-            return new FrontendInflight(d, reply.takeFd(0));
-        }
-    }
-
-    /** SET_INFLIGHT_FD (INFLIGHT_SHMFD): hands the region back before the rings start; the fd stays the caller's. */
-    public void setInflightFd(FrontendInflight inflight) {
-        call(FrontendRequest.SET_INFLIGHT_FD, inflight.description(), inflight.fd());
-    }
-
     /**
      * Waits up to {@code timeoutMillis} for the back-end to close the connection (it exited or was
      * killed). The back-end sends nothing unasked on this channel, so anything that arrives also means

@@ -72,7 +72,7 @@ public final class FrontendDevice implements AutoCloseable {
     private BackendClient backend;
     private FrontendServer backendChannel;
     /** The inflight region from GET_INFLIGHT_FD, kept across reconnects; null without inflight tracking. */
-    private FrontendInflight inflight;
+    private BackendClient.InflightArea inflight;
     private long features;
     private int maxMemSlots;
     private boolean running;
@@ -282,7 +282,7 @@ public final class FrontendDevice implements AutoCloseable {
     }
 
     /** The inflight region kept for SET_INFLIGHT_FD, or null if inflight tracking is not in use. */
-    public FrontendInflight inflight() {
+    public BackendClient.InflightArea inflight() {
         return inflight;
     }
 
