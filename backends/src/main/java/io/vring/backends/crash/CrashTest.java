@@ -20,11 +20,16 @@ import java.util.stream.Stream;
 /**
  * The crash test: this JVM is the front-end (a {@link FrontendDevice} with one ring) streaming
  * requests to a back-end child process ({@link CrashBackend}) that is killed with SIGKILL once per
- * trial, by us at a random instant or by itself at a {@link CrashPoint}. Each time a new child is
- * started, the front-end notices the dead socket, reconnects with back-off and replays the start
- * sequence as QEMU does (SET_INFLIGHT_FD with the kept region, ring base from the used side), and the
- * stream carries on. After the last trial a last back-end finishes the stream and the ledger gives
- * the verdict: every request completed exactly once with its right answer.
+ * trial, by us at a random instant or by itself at a {@link CrashPoint}. The front-end notices the
+ * dead socket, reconnects with back-off to the next incarnation and replays the start sequence as
+ * QEMU does (SET_INFLIGHT_FD with the region kept since the first start, ring base from the used
+ * side), and the stream carries on over the same rings and memory. After the last trial a last
+ * back-end finishes the stream and the {@link CrashLedger} gives the verdict: every request completed
+ * exactly once with its right answer.
+ *
+ * <p>A back-end JVM takes seconds to start on a busy machine, so the next incarnations are started
+ * while the current one serves, each on a socket of its own ({@code backend-g<n>.sock} in a temporary
+ * directory, kept with the back-ends' logs when the run fails).
  */
 final class CrashTest {
     private static final CrashPoint[] DETERMINISTIC = {CrashPoint.AFTER_MARK, CrashPoint.BETWEEN_USED_AND_CLEAR,
@@ -144,11 +149,14 @@ final class CrashTest {
                     b.close();
                 }
             }
-            if (System.getenv("VRING_CRASH_KEEP") == null) {
-                deleteQuietly(dir);
-            }
         }
-        return report();
+        Result result = report();
+        if (result.passed()) {
+            deleteQuietly(dir);
+        } else {
+            out.println("back-end logs kept in " + dir);
+        }
+        return result;
     }
 
     /** Streams until the back-end dies; returns false if the run cannot go on (the driver queue broke). */

@@ -52,9 +52,10 @@ class CrashTestTest {
     @EnumSource(RingKind.class)
     @Timeout(value = 120, unit = TimeUnit.SECONDS)
     void withoutInflightTrackingTheRewindLosesOrDuplicatesRequests(RingKind kind) throws Exception {
+        // One kill is enough: the requests the device held sit below the used index QEMU rewinds to.
         long seed = new SplittableRandom().nextLong();
         System.out.println("seed " + seed);
-        CrashTest.Result r = new CrashTest(CrashTest.Settings.of(kind, 3, seed, false), System.out).run();
+        CrashTest.Result r = new CrashTest(CrashTest.Settings.of(kind, 1, seed, false), System.out).run();
         assertTrue(r.lost() + r.duplicated() > 0, "seed " + seed + ": " + r.lastLine());
         assertFalse(r.passed());
     }
