@@ -4,6 +4,7 @@ import io.vring.engine.RingKind;
 import io.vring.protocol.BackendClient;
 import io.vring.protocol.FrontendConfig;
 import io.vring.protocol.FrontendDevice;
+import io.vring.protocol.VhostUserException;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -11,6 +12,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
@@ -36,6 +38,8 @@ final class CrashTest {
             CrashPoint.MID_BATCH, CrashPoint.RING_WRAP};
     /** Back-end processes started ahead of the one serving. */
     private static final int PIPELINE_DEPTH = 2;
+    /** Back-ends that may die while the front-end replays its start sequence before the run gives up. */
+    private static final int MAX_SETUP_DEATHS = 3;
     private static final Duration REPLY_TIMEOUT = Duration.ofSeconds(10);
     private static final Duration RECONNECT_GIVE_UP = Duration.ofSeconds(60);
     /** A random-instant trial kills anyway after this long without a completion (the negative control stalls). */
@@ -73,6 +77,9 @@ final class CrashTest {
     private final SplittableRandom random;
     private final CrashLedger ledger = new CrashLedger();
     private int pointsMissed;
+    private int setupDeaths;
+    private FrontendDevice device;
+    private RequestStream stream;
     private int trialsRun;
 
     CrashTest(Settings settings, PrintStream out) {
@@ -84,7 +91,7 @@ final class CrashTest {
     /** Which point each trial crashes at: a third deterministic (at least one of each, if there are trials for it), the rest random. */
     static CrashPoint[] plan(int trials) {
         CrashPoint[] plan = new CrashPoint[trials];
-        java.util.Arrays.fill(plan, CrashPoint.RANDOM);
+        Arrays.fill(plan, CrashPoint.RANDOM);
         int deterministic = Math.min(trials, Math.max(DETERMINISTIC.length, trials / 3));
         for (int k = 0; k < deterministic; k++) {
             plan[(int) ((long) k * trials / deterministic)] = DETERMINISTIC[k % DETERMINISTIC.length];
@@ -114,30 +121,23 @@ final class CrashTest {
             armAfter[g] = 40 + random.nextInt(300);
             seeds[g] = random.nextLong();
         }
-        FrontendDevice device = null;
         int started = 0;
+        List<BackendProcess> replacements = new ArrayList<>();
         try {
-            RequestStream stream = null;
             for (int g = 1; g <= generations; g++) {
                 // A JVM takes seconds to start on a busy machine: the next ones start while this one serves.
                 for (; started < Math.min(generations, g + PIPELINE_DEPTH); started++) {
                     int n = started + 1;
-                    backends[n] = BackendProcess.start(socketOf(dir, n), n, n <= settings.trials() ? plan[n - 1] : CrashPoint.RANDOM,
-                            armAfter[n], seeds[n], settings.inflight());
+                    backends[n] = BackendProcess.start(socketOf(dir, n), n, pointOf(plan, n), armAfter[n], seeds[n],
+                            settings.inflight());
                 }
-                BackendClient client = BackendClient.connectWithBackoff(socketOf(dir, g), REPLY_TIMEOUT, RECONNECT_GIVE_UP);
-                if (device == null) {
-                    device = FrontendDevice.start(client, config);
-                    stream = new RequestStream(device.ring(0), settings.window());
-                } else {
-                    device.reconnect(client);
-                }
+                BackendProcess backend = attach(dir, backends[g], config, pointOf(plan, g), armAfter[g], seeds[g], replacements);
                 if (g == generations) {
                     finish(stream);
-                } else if (!runTrial(g, plan[g - 1], device, stream, backends[g])) {
+                } else if (!runTrial(g, plan[g - 1], device, stream, backend)) {
                     break;
                 }
-                backends[g].close();
+                backend.close();
             }
             ledger.finish(stream == null ? 0 : stream.submitted());
         } finally {
@@ -149,6 +149,7 @@ final class CrashTest {
                     b.close();
                 }
             }
+            replacements.forEach(BackendProcess::close);
         }
         Result result = report();
         if (result.passed()) {
@@ -160,6 +161,51 @@ final class CrashTest {
     }
 
     /** Streams until the back-end dies; returns false if the run cannot go on (the driver queue broke). */
+    private static CrashPoint pointOf(CrashPoint[] plan, int generation) {
+        return generation <= plan.length ? plan[generation - 1] : CrashPoint.RANDOM;
+    }
+
+    /**
+     * Connects to {@code backend} and starts the device on it (first time) or replays the start
+     * sequence (after a crash). A back-end that dies during that sequence is one more crash instant,
+     * not a failure: the requests in flight stay in the inflight region, and a fresh back-end with the
+     * same crash point takes its place, as many as {@value #MAX_SETUP_DEATHS} times.
+     *
+     * @return the back-end the device now runs on
+     */
+    private BackendProcess attach(Path dir, BackendProcess backend, FrontendConfig config, CrashPoint point, long armAfter,
+                                  long seed, List<BackendProcess> replacements) throws IOException, InterruptedException {
+        for (int deaths = 0; ; deaths++) {
+            BackendClient client;
+            try {
+                client = BackendClient.connectWithBackoff(socketOf(dir, backend.generation()), REPLY_TIMEOUT, RECONNECT_GIVE_UP);
+            } catch (VhostUserException e) {
+                out.println("back-end generation " + backend.generation() + " never listened; its output:");
+                backend.logLines().forEach(l -> out.println("  " + l));
+                throw e;
+            }
+            try {
+                if (device == null) {
+                    device = FrontendDevice.start(client, config);
+                    stream = new RequestStream(device.ring(0), settings.window());
+                } else {
+                    device.reconnect(client);
+                }
+                return backend;
+            } catch (VhostUserException e) {
+                if (deaths == MAX_SETUP_DEATHS || backend.awaitExit(2_000) < 0) {
+                    throw e; // the back-end is alive and refused us, or keeps dying: a real failure
+                }
+                setupDeaths++;
+                out.println("back-end generation " + backend.generation() + " died during the start sequence ("
+                        + e.getMessage() + ", exit status " + backend.awaitExit(0) + "); a fresh one takes its place");
+                int generation = settings.trials() + 2 + replacements.size();
+                backend = BackendProcess.start(socketOf(dir, generation), generation, point, armAfter, seed, settings.inflight());
+                replacements.add(backend);
+            }
+        }
+    }
+
     /** Each generation listens on a socket of its own, so several can start at once. */
     private static Path socketOf(Path dir, int generation) {
         return dir.resolve("backend-g" + generation + ".sock");
@@ -251,6 +297,9 @@ final class CrashTest {
                 + ledger.wrong() + " with a wrong or stale answer");
         if (ledger.firstProblem() != null) {
             out.println("first problem: " + ledger.firstProblem());
+        }
+        if (setupDeaths > 0) {
+            out.println(setupDeaths + " back-ends died (not killed by this test) while the front-end replayed its start sequence");
         }
         if (trialsRun < settings.trials()) {
             out.println("the run stopped after " + trialsRun + " of " + settings.trials() + " trials");
