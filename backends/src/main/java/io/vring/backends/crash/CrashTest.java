@@ -5,6 +5,7 @@ import io.vring.protocol.BackendClient;
 import io.vring.protocol.FrontendConfig;
 import io.vring.protocol.FrontendDevice;
 import io.vring.protocol.VhostUserException;
+import io.vring.protocol.message.ProtocolFeatures;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -104,7 +105,10 @@ final class CrashTest {
                 + settings.trials() + " trials, seed " + settings.seed() + ", inflight tracking "
                 + (settings.inflight() ? "on" : "OFF (negative control: the front-end rewinds to the used index)"));
         Path dir = Files.createTempDirectory("vring-crash-");
-        FrontendConfig config = FrontendConfig.of(1, settings.queueSize());
+        // No back-end channel: the test has no use for it, and an adopted socket fd (Connection.adopt,
+        // which the channel uses) was seen closing a later connection's reused fd number after a kill.
+        FrontendConfig config = FrontendConfig.of(1, settings.queueSize()).withProtocolFeatures(
+                FrontendConfig.DEFAULT_PROTOCOL_FEATURES & ~ProtocolFeatures.bit(ProtocolFeatures.BACKEND_REQ));
         if (settings.kind() == RingKind.PACKED) {
             config = config.packed();
         }
