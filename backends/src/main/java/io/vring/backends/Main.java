@@ -1,9 +1,11 @@
 package io.vring.backends;
 
 import io.vring.backends.bench.BenchCommand;
+import io.vring.backends.blk.BlkCommand;
 import io.vring.backends.crash.CrashTestCommand;
 import io.vring.backends.demo.DemoCommand;
 import io.vring.backends.rng.RngCommand;
+import io.vring.backends.vsock.VsockCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -16,7 +18,8 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Main.PackageVersion.class,
         description = "A Java virtqueue engine and vhost-user stack.",
-        subcommands = {RngCommand.class, DemoCommand.class, BenchCommand.class, CrashTestCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {BlkCommand.class, VsockCommand.class, RngCommand.class, DemoCommand.class, BenchCommand.class,
+                CrashTestCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec

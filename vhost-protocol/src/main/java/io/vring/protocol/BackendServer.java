@@ -136,6 +136,9 @@ public final class BackendServer implements AutoCloseable {
     @Override
     public void close() {
         closed = true;
+        if (listener != null) {
+            listener.close(); // wakes a blocked accept (Listener polls, so nothing leaks)
+        }
         Connection c = current;
         if (c != null) {
             c.close();
@@ -143,29 +146,10 @@ public final class BackendServer implements AutoCloseable {
         synchronized (this) {
             notifyAll(); // the client role may be waiting between attempts
         }
-        if (listener != null) {
-            wakeAccept();
-        }
         try {
             thread.join();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-        }
-        if (listener != null) {
-            listener.close();
-        }
-    }
-
-    /**
-     * Ends a blocked accept by connecting to ourselves. Closing the listener under a blocked accept
-     * would do it too, but junixsocket 2.11.1 then leaks the unconnected socket it made for the
-     * connection it was waiting for (one fd per close, seen in BackendServerTest's fd counts).
-     */
-    private void wakeAccept() {
-        try {
-            Connection.connect(path).close();
-        } catch (VhostUserException e) {
-            LOG.log(Level.DEBUG, "{0}: wake-up connection failed: {1}", options.name(), e.getMessage());
         }
     }
 

@@ -365,7 +365,11 @@ final class BackendSession {
         if (RingKind.of(ackedFeatures) == RingKind.PACKED) {
             int avail = num & 0xFFFF;
             int used = num >>> 16;
-            r.positions(avail, used == 0 ? avail : used); // DPDK sends only the avail half
+            // DPDK sends only the avail half (its GET_VRING_BASE returns only that too), so a used half
+            // of 0 is read as "drained": used = avail. QEMU's own 0 (slot 0, wrap 0) means the same
+            // unless chains were left in flight at a stop, which this server's drain avoids; after a
+            // crash the inflight region, not the base, positions a tracked packed ring.
+            r.positions(avail, used == 0 ? avail : used);
         } else {
             if ((num >>> 16) != 0) {
                 throw new VhostUserException(VhostUserError.InvalidParam, "SET_VRING_BASE 0x" + Integer.toHexString(num)

@@ -13,6 +13,7 @@ import io.vring.protocol.message.VringAddress;
 
 import java.lang.System.Logger;
 import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 import java.lang.System.Logger.Level;
 import java.util.ArrayList;
@@ -22,6 +23,22 @@ import java.util.List;
  * A Java front-end driving one vhost-user back-end the way QEMU does: it owns the guest memory
  * (memfd regions), the rings (driver side) and their eventfds, the back-end channel, and the
  * {@link BackendClient} it was started with.
+ *
+ * <pre>{@code
+ * try (FrontendDevice device = FrontendDevice.start(BackendClient.connect(socket),
+ *         FrontendConfig.of(2, 256).packed().withBusyPoll(false))) {
+ *     FrontendRing tx = device.ring(1);
+ *     tx.data().copyFrom(MemorySegment.ofArray(frame));            // a buffer in the ring's data area
+ *     tx.queue().addReadable(tx.dataGpa(), frame.length);
+ *     tx.queue().submit();
+ *     tx.publish();                                                // kicks if the back-end asked
+ *     if (tx.awaitUsed(1_000)) { tx.queue().pollUsed(); }
+ *     FrontendRegion more = device.addRegion(1L << 30, 1 << 20);   // ADD_MEM_REG, acked
+ *     int[] bases = device.stop();                                 // GET_VRING_BASE per ring
+ *     byte[] state = device.saveState();                           // DEVICE_STATE save
+ *     device.resume(BackendClient.connect(otherSocket), state);    // a fresh back-end carries on
+ * }
+ * }</pre>
  *
  * <p><b>Start</b> ({@link #start}), in QEMU's order: GET_FEATURES, GET/SET_PROTOCOL_FEATURES (the
  * intersection), GET_QUEUE_NUM (MQ), GET_MAX_MEM_SLOTS (CONFIGURE_MEM_SLOTS), SET_BACKEND_REQ_FD
@@ -64,7 +81,8 @@ public final class FrontendDevice implements AutoCloseable {
     private static final Logger LOG = System.getLogger(FrontendDevice.class.getName());
     private static final long PROTOCOL_FEATURES_BIT = 1L << ProtocolFeatures.VIRTIO_PROTOCOL_FEATURES;
     private static final long PAGE = 4096;
-    private static final ValueLayout.OfShort USED_IDX_LAYOUT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    /** Little-endian u16 at a byte offset: the split used ring's idx, read with acquire as the driver does. */
+    private static final VarHandle USED_IDX = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
 
     private final FrontendConfig config;
     private final List<FrontendRegion> regions = new ArrayList<>();
@@ -267,13 +285,22 @@ public final class FrontendDevice implements AutoCloseable {
     }
 
     /**
-     * Moves the device to {@code next} after its back-end went away under running rings (crashed or
-     * killed: GET_VRING_BASE cannot be asked). Each ring resumes from its used side, as QEMU does
-     * (reference §6.2): split at the used index in the ring, packed at the driver's used position for
-     * both avail and used. Then the start sequence runs on {@code next}, SET_INFLIGHT_FD with the
-     * region kept from the first start included; the rings keep their memory and eventfds.
+     * Starts the device again on {@code next} after the back-end went away without GET_VRING_BASE
+     * (it crashed or was killed), as QEMU does (reference §6.2): each ring resumes from its used side,
+     * split at the used index the lost back-end last published in the ring, packed at the driver's own
+     * used position for both avail and used, so a new back-end re-reads every chain the old one took
+     * but never completed. Then the start sequence runs on {@code next}, SET_INFLIGHT_FD with the
+     * region kept from the first start included; the rings' memory and eventfds are the same, the old
+     * client is closed. Without inflight tracking a chain completed out of order before the loss is
+     * executed again or lost (QEMU's behaviour too): a device that cares negotiates INFLIGHT_SHMFD.
+     *
+     * @throws VhostUserException InvalidOperation if the old back-end still answers
      */
     public void reconnect(BackendClient next) {
+        if (running && !backend.isBroken()) {
+            throw new VhostUserException(VhostUserError.InvalidOperation,
+                    "the back-end still answers: stop() and resume() move a device that is alive");
+        }
         for (FrontendRing ring : rings) {
             ring.base(usedSideBase(ring));
         }
@@ -460,7 +487,7 @@ public final class FrontendDevice implements AutoCloseable {
         }
         FrontendRegion region = regions.getFirst();
         long offset = ring.placement().rings().deviceArea() - region.guestPhysicalAddress() + SplitLayout.USED_IDX;
-        return Short.toUnsignedInt(region.segment().get(USED_IDX_LAYOUT, offset));
+        return Short.toUnsignedInt((short) USED_IDX.getAcquire(region.segment(), offset));
     }
 
     /** Without REPLY_ACK a memory change is fire-and-forget: a GET_FEATURES round trip says it was applied. */

@@ -464,6 +464,7 @@ class BackendClientTest {
                     assertEquals(4096, area.memory().size());
                     assertEquals(42, area.memory().segment().get(ValueLayout.JAVA_BYTE, 5), "mapped at mmap_offset");
                     client.setInflightFd(area);
+                    backend.awaitSeen(6); // no REPLY_ACK: SET_INFLIGHT_FD is not waited for
                     Seen set = backend.seen().getLast();
                     assertEquals("SET_INFLIGHT_FD", set.name());
                     assertEquals(1, set.fds());

@@ -22,6 +22,8 @@ final class EchoBackend implements Backend {
     private static final long STATE_MAGIC = 0x6563686f_73746174L;
 
     final AtomicLong served = new AtomicLong();
+    /** While set, chains are left in the ring (a back-end that hangs before it dies). */
+    volatile boolean hold;
     private final ChainReader[] readers = new ChainReader[QUEUES];
     private final ChainWriter[] writers = new ChainWriter[QUEUES];
     private final byte[][] scratch = new byte[QUEUES][4096];
@@ -62,6 +64,9 @@ final class EchoBackend implements Backend {
 
     @Override
     public int process(int queueIndex, DeviceQueue queue) {
+        if (hold) {
+            return 0;
+        }
         ChainReader reader = readers[queueIndex];
         ChainWriter writer = writers[queueIndex];
         byte[] buf = scratch[queueIndex];

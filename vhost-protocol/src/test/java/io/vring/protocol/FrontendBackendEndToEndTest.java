@@ -74,7 +74,7 @@ class FrontendBackendEndToEndTest {
         // The server notices the front-end's close on its own thread: give its teardown a moment.
         long deadline = System.nanoTime() + 5_000_000_000L;
         long now = openFds();
-        while (now != fdsBefore && System.nanoTime() < deadline) {
+        while (now > fdsBefore && System.nanoTime() < deadline) {
             Thread.sleep(20);
             now = openFds();
         }
@@ -97,7 +97,8 @@ class FrontendBackendEndToEndTest {
                 }
             }
         }
-        assertEquals(fdsBefore, now, "open fds before and after the test; new: " + added);
+        // At most as many: an fd of an earlier test class may finish closing during this one.
+        assertTrue(now <= fdsBefore, "open fds before " + fdsBefore + ", after " + now + "; new: " + added);
     }
 
     /** One full round first, so lazily opened JDK and junixsocket fds are not counted as leaks. */
@@ -226,6 +227,55 @@ class FrontendBackendEndToEndTest {
                 new EchoTraffic(device.ring(1), device.ring(1).data(), device.ring(1).dataGpa(), SEED + 1).run(100);
                 assertEquals(1_300, served(device));
                 assertEquals(500, one.served.get(), "the first back-end saw nothing after the save");
+            }
+        });
+    }
+
+    @Test
+    void afterABackendDiesAFreshOneReExecutesWhatItLeftAndTrafficCarriesOn() {
+        assertTimeoutPreemptively(LIMIT, () -> {
+            Path socket = dir.resolve("echo.sock");
+            EchoBackend dying = new EchoBackend();
+            EchoBackend fresh = new EchoBackend();
+            BackendServer first = BackendServer.listen(socket, dying);
+            try (FrontendDevice device = FrontendDevice.start(BackendClient.connect(socket), FrontendConfig.of(1, 32))) {
+                FrontendRing ring = device.ring(0);
+                EchoTraffic traffic = new EchoTraffic(ring, ring.data(), ring.dataGpa(), SEED);
+                traffic.run(200);
+                // Ten chains the dying back-end takes no further: they are in flight when it goes.
+                dying.hold = true;
+                long stuckGpa = ring.dataGpa() + 32 * EchoTraffic.SLOT; // past the slots the traffic uses
+                for (int i = 0; i < 10; i++) {
+                    ring.data().set(java.lang.foreign.ValueLayout.JAVA_BYTE, 32L * EchoTraffic.SLOT + i * 2L, (byte) i);
+                    ring.queue().addReadable(stuckGpa + i * 2L, 1);
+                    ring.queue().addWritable(stuckGpa + 1024 + i, 1);
+                    ring.queue().submit();
+                }
+                ring.publish();
+                first.close();
+                assertThrows(VhostUserException.class, () -> device.backend().getStatus());
+
+                try (BackendServer second = BackendServer.listen(socket, fresh)) {
+                    device.reconnect(BackendClient.connect(socket));
+                    assertEquals(200, ring.base(), "resumed at the used index the dead back-end published");
+                    int done = 0;
+                    while (done < 10 && ring.awaitUsed(5_000)) {
+                        while (ring.queue().pollUsed() >= 0) {
+                            assertEquals(1, ring.queue().usedLength());
+                            done++;
+                        }
+                    }
+                    assertEquals(10, done, "the fresh back-end executed the chains the dead one left");
+                    for (int i = 0; i < 10; i++) {
+                        assertEquals((byte) (i + 1), ring.data().get(java.lang.foreign.ValueLayout.JAVA_BYTE,
+                                32L * EchoTraffic.SLOT + 1024 + i));
+                    }
+                    traffic.run(300);
+                    assertEquals(310, fresh.served.get());
+                    assertEquals(200, dying.served.get());
+                }
+            } finally {
+                first.close();
             }
         });
     }

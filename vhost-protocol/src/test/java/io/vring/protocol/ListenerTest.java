@@ -29,7 +29,11 @@ class ListenerTest {
                 for (int round = 0; round < 20; round++) {
                     closeUnderAccept(dir);
                 }
-                assertEquals(before, openFds(), "fds after 20 listeners closed under a waiting accept");
+                // Not equal: an fd of an earlier test may still be closing on another thread. A leak
+                // is one fd per round (16 to 20 here with the old accept).
+                long after = openFds();
+                org.junit.jupiter.api.Assertions.assertTrue(after <= before,
+                        "fds after 20 listeners closed under a waiting accept: " + before + " -> " + after);
             });
         } finally {
             Files.deleteIfExists(dir);

@@ -133,6 +133,9 @@ public final class Libc {
     private static final MethodHandle EVENTFD = downcall("eventfd", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
     private static final MethodHandle READ = downcall("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
     private static final MethodHandle WRITE = downcall("write", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle PREAD = downcall("pread", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle PWRITE = downcall("pwrite", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle FDATASYNC = downcall("fdatasync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     /** int poll(struct pollfd *fds, nfds_t nfds, int timeout); nfds_t is unsigned long. */
     private static final MethodHandle POLL = downcall("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     /* Without errno capture: the first try on the eventfd data path (see the class comment). */
@@ -371,6 +374,63 @@ public final class Libc {
      */
     public static long write(int fd, MemorySegment buf, long len) {
         return transfer(WRITE, "write", fd, buf, len);
+    }
+
+    /**
+     * {@code pread(fd, buf, len, fileOffset)} into a native segment of at least {@code len} bytes;
+     * the file position does not move, so several threads may read one fd at once.
+     *
+     * @return bytes read (fewer than {@code len} only at end of file), 0 at or past end of file.
+     *         EINTR is retried; every other error is thrown.
+     */
+    public static long pread(int fd, MemorySegment buf, long len, long fileOffset) {
+        return positionalTransfer(PREAD, "pread", fd, buf, len, fileOffset);
+    }
+
+    /**
+     * {@code pwrite(fd, buf, len, fileOffset)} from a native segment of at least {@code len} bytes;
+     * the file position does not move, so several threads may write one fd at once.
+     *
+     * @return bytes written (possibly fewer than {@code len}). EINTR is retried; every other error is thrown.
+     */
+    public static long pwrite(int fd, MemorySegment buf, long len, long fileOffset) {
+        return positionalTransfer(PWRITE, "pwrite", fd, buf, len, fileOffset);
+    }
+
+    /** {@code fdatasync(fd)}: the file's data (and the metadata needed to read it) reach the device. EINTR is retried. */
+    public static void fdatasync(int fd) {
+        ThreadScratch s = SCRATCH.get();
+        try {
+            while ((int) FDATASYNC.invokeExact(s.capture, fd) != 0) {
+                if (s.errno() != EINTR) {
+                    throw failure(s, "fdatasync", "fd=" + fd);
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** pread or pwrite through {@code call}: EINTR retried, every error (EAGAIN included) thrown. */
+    private static long positionalTransfer(MethodHandle call, String name, int fd, MemorySegment buf, long len, long fileOffset) {
+        Objects.checkFromIndexSize(0, len, buf.byteSize());
+        if (fileOffset < 0) {
+            throw new IllegalArgumentException(name + " at negative file offset " + fileOffset);
+        }
+        ThreadScratch s = SCRATCH.get();
+        try {
+            for (;;) {
+                long n = (long) call.invokeExact(s.capture, fd, buf, len, fileOffset);
+                if (n >= 0) {
+                    return n;
+                }
+                if (s.errno() != EINTR) {
+                    throw failure(s, name, "fd=" + fd + ", len=" + len + ", offset=" + fileOffset);
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
     }
 
     /** read or write through {@code call}: -1 on EAGAIN, EINTR retried, other errors thrown. */

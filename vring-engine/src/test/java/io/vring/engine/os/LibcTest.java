@@ -47,6 +47,43 @@ class LibcTest {
     }
 
     @Test
+    void preadAndPwriteMoveBytesAtAFileOffsetWithoutMovingThePosition() {
+        int fd = Libc.memfdCreate("libc-pread", Libc.MFD_CLOEXEC);
+        try (Arena arena = Arena.ofConfined()) {
+            Libc.ftruncate(fd, 8192);
+            MemorySegment out = arena.allocate(512);
+            for (int i = 0; i < 512; i += 4) {
+                out.set(JAVA_INT, i, 0x1000 + i);
+            }
+            assertEquals(512, Libc.pwrite(fd, out, 512, 4096));
+            MemorySegment in = arena.allocate(1024);
+            assertEquals(1024, Libc.pread(fd, in, 1024, 3584), "reads across the written block");
+            assertEquals(0, in.get(JAVA_INT, 0), "bytes before the write read as zero");
+            assertEquals(0x1000 + 8, in.get(JAVA_INT, 512 + 8));
+            assertEquals(16, Libc.read(fd, in, 16), "the position stayed at 0: a plain read reads the file's start");
+            assertEquals(512, Libc.pread(fd, in, 1024, 8192 - 512), "short at end of file");
+            assertEquals(0, Libc.pread(fd, in, 16, 8192), "0 at end of file");
+            Libc.fdatasync(fd);
+        } finally {
+            Libc.close(fd);
+        }
+    }
+
+    @Test
+    void pwriteOnAReadOnlyFdThrowsNamingPwriteAndEbadf() {
+        int memfd = Libc.memfdCreate("libc-ro", Libc.MFD_CLOEXEC);
+        int fd = Libc.open(Path.of("/proc/self/fd/" + memfd), Libc.O_RDONLY | Libc.O_CLOEXEC);
+        try (Arena arena = Arena.ofConfined()) {
+            NativeCallException e = assertThrows(NativeCallException.class, () -> Libc.pwrite(fd, arena.allocate(8), 8, 0));
+            assertEquals("pwrite", e.call());
+            assertEquals(Libc.EBADF, e.errno());
+        } finally {
+            Libc.close(fd);
+            Libc.close(memfd);
+        }
+    }
+
+    @Test
     void ftruncateOnABadFdThrowsNamingTheCallAndEbadf() {
         NativeCallException e = assertThrows(NativeCallException.class, () -> Libc.ftruncate(9999, 4096));
         assertEquals("ftruncate", e.call());

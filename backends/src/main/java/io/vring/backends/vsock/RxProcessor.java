@@ -1,0 +1,209 @@
+package io.vring.backends.vsock;
+
+import io.vring.engine.DeviceQueue;
+import io.vring.engine.chain.ChainWriter;
+import io.vring.engine.chain.DescriptorChain;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+
+import static io.vring.backends.vsock.VsockHeader.*;
+
+/**
+ * The rx ring's side of the device: fills the guest's buffers with queued RSTs first, then with one
+ * packet per waiting connection in turn (REQUEST, RESPONSE, data, SHUTDOWN, CREDIT_UPDATE,
+ * CREDIT_REQUEST). Data is read from the host socket straight into the packet, never more than the
+ * guest's credit or the buffer holds. Runs on the rx ring's worker thread, under the table's lock.
+ *
+ * <p>A chain is only taken from the ring when there is something to send. If the one packet it was
+ * taken for turns out to have no bytes (the host socket had nothing after all), the chain is kept for
+ * the next packet; the queue's flyweight stays valid because nothing polls the ring meanwhile.
+ */
+final class RxProcessor {
+    private static final int BATCH = 64;
+
+    private final ConnectionTable table;
+    private final long guestCid;
+    private final VsockHeader header = new VsockHeader();
+    private final ChainWriter writer = new ChainWriter();
+    private final ByteBuffer staging = ByteBuffer.allocateDirect(MAX_PAYLOAD);
+    private final MemorySegment stagingSegment = MemorySegment.ofBuffer(staging);
+    private final int[] reset = new int[3];
+    private DescriptorChain held;
+
+    RxProcessor(ConnectionTable table, long guestCid) {
+        this.table = table;
+        this.guestCid = guestCid;
+    }
+
+    int process(DeviceQueue queue) {
+        int done = 0;
+        synchronized (table.lock) {
+            while (done < BATCH) {
+                if (held == null) {
+                    if (!table.rxHasWork()) {
+                        break;
+                    }
+                    DescriptorChain chain = queue.poll();
+                    if (chain == null) {
+                        break;
+                    }
+                    if (chain.writableBytes() < SIZE) {
+                        table.stats.malformed++;
+                        table.warnings.warn("rx chain with " + chain.writableBytes()
+                                + " writable bytes cannot hold a header; returned empty");
+                        queue.addUsed(chain, 0);
+                        done++;
+                        continue;
+                    }
+                    held = chain;
+                }
+                int used = fill(held);
+                if (used == 0) {
+                    break;
+                }
+                queue.addUsed(held, used);
+                held = null;
+                done++;
+            }
+        }
+        return done;
+    }
+
+    /**
+     * The ring stops: a chain kept for a packet goes back used and empty (Linux drops an rx entry
+     * shorter than a header and posts a new buffer), so it is not lost from the ring.
+     */
+    void stop(DeviceQueue queue) {
+        if (held != null) {
+            queue.addUsed(held, 0);
+            held = null;
+        }
+    }
+
+    /** A new queue starts: nothing polled from an earlier one is valid. */
+    void forget() {
+        held = null;
+    }
+
+    private int fill(DescriptorChain chain) {
+        writer.reset(chain);
+        if (table.hasReset()) {
+            table.takeReset(reset);
+            header.set(guestCid, reset[0], reset[1], 0, reset[2], OP_RST, 0, 0, 0);
+            writer.write(header.bytes(), 0, SIZE);
+            return SIZE;
+        }
+        for (int turns = table.rxWaitingCount(); turns > 0; turns--) {
+            VsockConnection connection = table.pollRx();
+            if (connection == null) {
+                break;
+            }
+            int used = connection.state == VsockConnection.State.CLOSED ? 0 : fillFor(connection);
+            table.offerRx(connection);
+            if (used > 0) {
+                return used;
+            }
+            if (table.hasReset()) {
+                // A read just failed and reset the connection: its RST is the packet.
+                return fill(chain);
+            }
+        }
+        return 0;
+    }
+
+    private int fillFor(VsockConnection connection) {
+        if ((connection.pending & VsockConnection.SEND_REQUEST) != 0) {
+            connection.pending &= ~VsockConnection.SEND_REQUEST;
+            return packet(connection, OP_REQUEST, 0, 0);
+        }
+        if ((connection.pending & VsockConnection.SEND_RESPONSE) != 0) {
+            connection.pending &= ~VsockConnection.SEND_RESPONSE;
+            return packet(connection, OP_RESPONSE, 0, 0);
+        }
+        if (connection.hostDataWaiting()) {
+            int used = data(connection);
+            if (used > 0 || connection.state == VsockConnection.State.CLOSED) {
+                return used;
+            }
+        }
+        if ((connection.pending & VsockConnection.SEND_SHUTDOWN) != 0) {
+            connection.pending &= ~VsockConnection.SEND_SHUTDOWN;
+            return packet(connection, OP_SHUTDOWN, 0, connection.shutdownFlags);
+        }
+        if ((connection.pending & VsockConnection.SEND_CREDIT_UPDATE) != 0) {
+            return packet(connection, OP_CREDIT_UPDATE, 0, 0);
+        }
+        if ((connection.pending & VsockConnection.SEND_CREDIT_REQUEST) != 0) {
+            connection.pending &= ~VsockConnection.SEND_CREDIT_REQUEST;
+            return packet(connection, OP_CREDIT_REQUEST, 0, 0);
+        }
+        return 0;
+    }
+
+    /** Host bytes into one RW packet, within the guest's credit and the buffer; 0 if none were there. */
+    private int data(VsockConnection connection) {
+        long credit = connection.peerFree();
+        if (credit == 0) {
+            if (!connection.stalled) {
+                connection.stalled = true;
+                connection.pending |= VsockConnection.SEND_CREDIT_REQUEST;
+                table.stats.creditStalls++;
+            }
+            return 0;
+        }
+        int room = (int) Math.min(Math.min(credit, writer.remaining() - SIZE), MAX_PAYLOAD);
+        if (room <= 0) {
+            return 0;
+        }
+        int n;
+        if (connection.hasReadAhead()) {
+            n = Math.min(room, connection.readAhead.length - connection.readAheadPos);
+            MemorySegment.copy(connection.readAhead, connection.readAheadPos, stagingSegment,
+                    ValueLayout.JAVA_BYTE, 0, n);
+            connection.readAheadPos += n;
+        } else {
+            staging.clear().limit(room);
+            try {
+                n = connection.host.read(staging);
+            } catch (IOException e) {
+                table.reset(connection, "reading the host socket: " + e);
+                return 0;
+            }
+            if (n == 0) {
+                connection.hostReadable = false;
+                table.interest(connection, connection.interest | SelectionKey.OP_READ, false);
+                return 0;
+            }
+            if (n < 0) {
+                // Host half-closed (or closed): the guest reads EOF and may still send, as over TCP.
+                connection.hostReadable = false;
+                connection.hostEof = true;
+                connection.shutdownFlags |= SHUTDOWN_SEND;
+                connection.pending |= VsockConnection.SEND_SHUTDOWN;
+                table.interest(connection, connection.interest & ~SelectionKey.OP_READ, false);
+                table.closeIfFinished(connection);
+                return 0;
+            }
+        }
+        packet(connection, OP_RW, n, 0);
+        writer.write(stagingSegment, 0, n);
+        connection.txCnt += n;
+        table.stats.bytesHostToGuest += n;
+        return SIZE + n;
+    }
+
+    /** Writes a header of the connection (its credit included) and returns the header's size; the payload follows. */
+    private int packet(VsockConnection connection, int op, int len, int flags) {
+        header.set(guestCid, connection.localPort, connection.peerPort, len, connection.type, op, flags,
+                connection.bufAlloc, connection.fwdCnt);
+        writer.write(header.bytes(), 0, SIZE);
+        // Every packet carries the credit, so an update still queued has nothing left to say.
+        connection.lastSentFwdCnt = connection.fwdCnt;
+        connection.pending &= ~VsockConnection.SEND_CREDIT_UPDATE;
+        return SIZE;
+    }
+}

@@ -1,0 +1,296 @@
+package io.vring.backends.vsock;
+
+import io.vring.engine.DeviceQueue;
+import io.vring.engine.chain.ChainReader;
+import io.vring.engine.chain.DescriptorChain;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+
+import static io.vring.backends.vsock.VsockHeader.*;
+
+/**
+ * The tx ring's side of the device: every packet the guest sends, parsed from any descriptor split
+ * (the header at chain offset 0, the payload at 44), checked, and applied to its connection. Runs
+ * on the tx ring's worker thread; each packet is handled under the table's lock.
+ *
+ * <p>What the guest may get wrong and what it gets back: a chain shorter than a header, a
+ * {@code src_cid} that is not its own or a {@code dst_cid} other than the host: dropped. An unknown
+ * type or op, a {@code len} longer than the chain, a control packet with a payload, a payload over
+ * 64 KiB or over its credit, a packet for a connection that does not exist: RST (and the connection,
+ * if any, is closed). Never an RST for an RST. Each is logged and counted; other connections go on.
+ */
+final class TxProcessor {
+    private static final System.Logger LOG = System.getLogger(TxProcessor.class.getName());
+    private static final int BATCH = 64;
+    private static final String NO_CONNECTION = "no such connection";
+
+    private final ConnectionTable table;
+    private final VsockConfig config;
+    private final VsockHeader header = new VsockHeader();
+    private final ChainReader reader = new ChainReader();
+    private final ByteBuffer staging = ByteBuffer.allocateDirect(MAX_PAYLOAD);
+    private final MemorySegment stagingSegment = MemorySegment.ofBuffer(staging);
+    private volatile boolean seqpacket;
+
+    TxProcessor(ConnectionTable table, VsockConfig config) {
+        this.table = table;
+        this.config = config;
+    }
+
+    void seqpacket(boolean negotiated) {
+        this.seqpacket = negotiated;
+    }
+
+    int process(DeviceQueue queue) {
+        int done = 0;
+        DescriptorChain chain;
+        while (done < BATCH && (chain = queue.poll()) != null) {
+            synchronized (table.lock) {
+                handle(chain);
+                table.wakeRxIfQueued();
+            }
+            // The guest ignores the used length of a tx buffer; 0 as the reference devices write.
+            queue.addUsed(chain, 0);
+            done++;
+        }
+        return done;
+    }
+
+    private void handle(DescriptorChain chain) {
+        reader.reset(chain);
+        if (reader.remaining() < SIZE) {
+            malformed("a tx chain of " + reader.remaining() + " readable bytes cannot hold a " + SIZE + "-byte header; dropped");
+            return;
+        }
+        reader.read(header.bytes(), 0, SIZE);
+        int op = header.op();
+        int type = header.type();
+        int localPort = header.dstPort();
+        int peerPort = header.srcPort();
+        long len = Integer.toUnsignedLong(header.len());
+        if (header.srcCid() != config.guestCid()) {
+            dropped(header.describe() + ": src_cid is not the guest's CID " + config.guestCid());
+            return;
+        }
+        if (header.dstCid() != HOST_CID) {
+            dropped(header.describe() + ": dst_cid is not the host (sibling forwarding is not built)");
+            return;
+        }
+        VsockConnection connection = table.get(localPort, peerPort);
+        if (op == OP_RST) {
+            if (connection != null) {
+                LOG.log(System.Logger.Level.DEBUG, "{0}: guest reset {1}", table.name(), connection.name());
+                table.close(connection);
+            }
+            return;
+        }
+        String problem = problem(op, type, len, connection);
+        if (problem == NO_CONNECTION) {
+            // Normal after a close: a guest still reading sends CREDIT_UPDATEs for a while. RST, quietly.
+            table.stats.strays++;
+            LOG.log(System.Logger.Level.DEBUG, "{0}: {1} for no connection; RST", table.name(), VsockHeader.opName(op));
+            table.queueReset(localPort, peerPort, type);
+            return;
+        }
+        if (problem != null) {
+            malformed(header.describe() + ": " + problem + "; RST");
+            refuse(connection, localPort, peerPort, type, problem);
+            return;
+        }
+        if (connection != null) {
+            takeCredit(connection);
+        }
+        switch (op) {
+            case OP_REQUEST -> request(localPort, peerPort, type);
+            case OP_RESPONSE -> response(connection);
+            case OP_SHUTDOWN -> shutdown(connection, header.flags());
+            case OP_RW -> data(connection, (int) len);
+            case OP_CREDIT_UPDATE -> { }
+            case OP_CREDIT_REQUEST -> table.send(connection, VsockConnection.SEND_CREDIT_UPDATE);
+            default -> throw new IllegalStateException("op " + op + " passed the checks");
+        }
+    }
+
+    /** Why the packet is refused with an RST, or null if it is well formed for its connection. */
+    private String problem(int op, int type, long len, VsockConnection connection) {
+        if (type != TYPE_STREAM && !(type == TYPE_SEQPACKET && seqpacket)) {
+            return "type " + type + " is not supported";
+        }
+        if (op < OP_REQUEST || op > OP_CREDIT_REQUEST) {
+            return "unknown op";
+        }
+        if (len > reader.remaining()) {
+            return "len " + len + " but the chain holds " + reader.remaining() + " payload bytes";
+        }
+        if (op != OP_RW && len != 0) {
+            return "a control packet carries no payload";
+        }
+        if (len > MAX_PAYLOAD) {
+            return "payload over " + MAX_PAYLOAD + " bytes";
+        }
+        if (op == OP_REQUEST) {
+            return connection == null ? null : "REQUEST for a connection already open";
+        }
+        if (connection == null) {
+            return NO_CONNECTION;
+        }
+        if (connection.type != type) {
+            return "type " + type + " on a connection of type " + connection.type;
+        }
+        return null;
+    }
+
+    private void refuse(VsockConnection connection, int localPort, int peerPort, int type, String why) {
+        if (connection != null) {
+            table.reset(connection, why);
+        } else {
+            table.queueReset(localPort, peerPort, type);
+        }
+    }
+
+    /** Every guest packet carries its receive window; credit that returns ends a stall. */
+    private void takeCredit(VsockConnection connection) {
+        connection.peerBufAlloc = header.bufAlloc();
+        connection.peerFwdCnt = header.fwdCnt();
+        if (connection.stalled && connection.peerFree() > 0) {
+            connection.stalled = false;
+        }
+        table.offerRx(connection);
+    }
+
+    /** Guest connects to host port {@code localPort}: connect to {@code <uds-path>_<port>}. */
+    private void request(int localPort, int peerPort, int type) {
+        if (!table.roomFor("the guest's REQUEST to port " + Integer.toUnsignedString(localPort))) {
+            table.queueReset(localPort, peerPort, type);
+            return;
+        }
+        Path path = config.listenerPath(localPort);
+        SocketChannel channel = null;
+        try {
+            channel = SocketChannel.open(StandardProtocolFamily.UNIX);
+            channel.configureBlocking(false);
+            boolean connected = channel.connect(UnixDomainSocketAddress.of(path));
+            VsockConnection connection = new VsockConnection(localPort, peerPort, type, false, channel,
+                    config.txBufferSize(), connected ? VsockConnection.State.ESTABLISHED
+                            : VsockConnection.State.CONNECTING_TO_HOST);
+            table.add(connection);
+            takeCredit(connection);
+            table.register(connection, connected ? SelectionKey.OP_READ : SelectionKey.OP_CONNECT);
+            if (connected) {
+                table.send(connection, VsockConnection.SEND_RESPONSE);
+            } else {
+                connection.deadline = System.nanoTime() + VsockDevice.CONNECT_TIMEOUT_NANOS;
+            }
+        } catch (IOException | RuntimeException e) {
+            closeQuietly(channel);
+            table.stats.refused++;
+            LOG.log(System.Logger.Level.DEBUG, "{0}: guest port {1} -> {2}: {3}; RST", table.name(),
+                    Integer.toUnsignedString(peerPort), path, e.toString());
+            table.queueReset(localPort, peerPort, type);
+        }
+    }
+
+    /** The guest accepted a host-initiated connection: tell the host {@code OK <port>}, then carry data. */
+    private void response(VsockConnection connection) {
+        if (connection.state != VsockConnection.State.REQUEST_SENT) {
+            malformed(header.describe() + ": RESPONSE on a connection in state " + connection.state + "; RST");
+            table.reset(connection, "unexpected RESPONSE");
+            return;
+        }
+        connection.state = VsockConnection.State.ESTABLISHED;
+        connection.deadline = 0;
+        // Not counted in any credit: the guest never sent these bytes.
+        ByteBuffer ok = ByteBuffer.wrap(("OK " + Integer.toUnsignedString(connection.localPort) + "\n")
+                .getBytes(StandardCharsets.US_ASCII));
+        try {
+            connection.host.write(ok);
+        } catch (IOException e) {
+            table.reset(connection, "writing OK to the host: " + e);
+            return;
+        }
+        if (ok.hasRemaining()) {
+            // A fresh socket's send buffer holds far more than 16 bytes; short here means it is broken.
+            table.reset(connection, "the host socket took only part of the OK line");
+            return;
+        }
+        table.interest(connection, SelectionKey.OP_READ, false);
+        table.offerRx(connection);
+    }
+
+    private void shutdown(VsockConnection connection, int flags) {
+        if ((flags & SHUTDOWN_RCV) != 0 && !connection.guestShutdownRcv) {
+            connection.guestShutdownRcv = true;
+            table.interest(connection, connection.interest & ~SelectionKey.OP_READ, false);
+        }
+        if ((flags & SHUTDOWN_SEND) != 0) {
+            connection.guestShutdownSend = true;
+            table.shutHostOutputIfDue(connection);
+        }
+        table.closeIfFinished(connection);
+    }
+
+    private void data(VsockConnection connection, int len) {
+        if (connection.state != VsockConnection.State.ESTABLISHED || connection.guestShutdownSend) {
+            String why = connection.guestShutdownSend ? "RW after SHUTDOWN(SEND)" : "RW before the connection is open";
+            malformed(header.describe() + ": " + why + "; RST");
+            table.reset(connection, why);
+            return;
+        }
+        if (len == 0) {
+            return;
+        }
+        if ((long) connection.backlogSize() + len > connection.bufAlloc) {
+            malformed(header.describe() + ": the guest sent past its credit (" + connection.backlogSize()
+                    + " bytes wait, buf_alloc " + connection.bufAlloc + "); RST");
+            table.reset(connection, "credit exceeded");
+            return;
+        }
+        reader.read(stagingSegment, 0, len);
+        int written = 0;
+        if (connection.backlogSize() == 0) {
+            staging.clear().limit(len);
+            try {
+                written = connection.host.write(staging);
+            } catch (IOException e) {
+                table.reset(connection, "writing to the host: " + e);
+                return;
+            }
+            table.forwarded(connection, written);
+        }
+        if (written < len) {
+            if (connection.backlog == null) {
+                connection.backlog = new TxBacklog(connection.bufAlloc);
+            }
+            connection.backlog.append(stagingSegment, written, len - written);
+            table.interest(connection, connection.interest | SelectionKey.OP_WRITE, false);
+        }
+    }
+
+    private void malformed(String what) {
+        table.stats.malformed++;
+        table.warnings.warn("malformed guest packet: " + what);
+    }
+
+    private void dropped(String what) {
+        table.stats.dropped++;
+        table.warnings.warn("dropped guest packet: " + what);
+    }
+
+    private static void closeQuietly(SocketChannel channel) {
+        if (channel != null) {
+            try {
+                channel.close();
+            } catch (IOException ignored) {
+                // Nothing was registered with it; the fd is released either way.
+            }
+        }
+    }
+}

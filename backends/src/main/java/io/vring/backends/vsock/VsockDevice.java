@@ -1,0 +1,176 @@
+package io.vring.backends.vsock;
+
+import io.vring.engine.DeviceQueue;
+import io.vring.engine.VirtioFeatures;
+import io.vring.protocol.Backend;
+import io.vring.protocol.RingHandle;
+import io.vring.protocol.message.ProtocolFeatures;
+
+import java.io.IOException;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A vhost-user-vsock device (virtio device 19) for one VM, with the host side of Firecracker's and
+ * vhost-device-vsock's hybrid model: host programs connect to {@code <uds-path>} and write
+ * {@code CONNECT <port>\n}; a guest connecting to CID 2 port P reaches a listener on
+ * {@code <uds-path>_P}.
+ *
+ * <p><b>Queues.</b> 0 rx (device to guest), 1 tx (guest to device), 2 event. QEMU keeps the event
+ * queue and hands over only rx and tx; crosvm hands over all three. The device never writes an event
+ * (TRANSPORT_RESET is for migration, which it does not do), so the event queue's buffers stay posted.
+ *
+ * <p><b>Threads.</b> The tx ring's worker applies guest packets ({@link TxProcessor}), the rx ring's
+ * worker fills guest buffers ({@link RxProcessor}) and one host thread per VM watches the host
+ * sockets ({@link HostSide}); no thread per connection. They share a {@link ConnectionTable} under
+ * one lock. Host sockets are non-blocking; the host thread wakes the rx ring with
+ * {@link RingHandle#wakeUp()}.
+ *
+ * <p><b>Not offered.</b> INFLIGHT_SHMFD: a byte stream cannot be replayed. SEQPACKET: the host side
+ * of the hybrid model is a stream socket, which keeps no message boundaries.
+ */
+public final class VsockDevice implements Backend, AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(VsockDevice.class.getName());
+
+    public static final int RX_QUEUE = 0, TX_QUEUE = 1, EVENT_QUEUE = 2;
+    /** Device feature bit: SOCK_SEQPACKET. */
+    public static final int F_SEQPACKET = 1;
+    /** Config space: {@code le64 guest_cid}. */
+    public static final int CONFIG_SIZE = 8;
+    /**
+     * Connections one VM may have open (each holds a host socket and, under backpressure, a backlog
+     * of --tx-buffer-size bytes): a guest cannot exhaust the process's fds. More are refused with RST.
+     */
+    public static final int MAX_CONNECTIONS = 4096;
+    /** An unanswered REQUEST (either way) is reset after this, as Firecracker does. */
+    static final long CONNECT_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(2);
+    /** A connection the guest closed both ways whose backlog cannot drain is reset after this. */
+    static final long CLOSE_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(2);
+
+    private final VsockConfig config;
+    private final ConnectionTable table;
+    private final TxProcessor tx;
+    private final RxProcessor rx;
+    private final HostSide host;
+    private boolean closed;
+
+    private VsockDevice(VsockConfig config, ConnectionTable table, HostSide host) {
+        this.config = config;
+        this.table = table;
+        this.tx = new TxProcessor(table, config);
+        this.rx = new RxProcessor(table, config.guestCid());
+        this.host = host;
+    }
+
+    /** Binds {@code <uds-path>} and starts the VM's host thread. */
+    public static VsockDevice open(VsockConfig config) throws IOException {
+        return open(config, MAX_CONNECTIONS);
+    }
+
+    /** As {@link #open(VsockConfig)} with at most {@code maxConnections} open at once. */
+    static VsockDevice open(VsockConfig config, int maxConnections) throws IOException {
+        ConnectionTable table = new ConnectionTable("vsock cid " + config.guestCid(), maxConnections);
+        return new VsockDevice(config, table, HostSide.open(table, config));
+    }
+
+    public VsockConfig config() {
+        return config;
+    }
+
+    @Override
+    public long features() {
+        return VirtioFeatures.bit(VirtioFeatures.VERSION_1) | VirtioFeatures.bit(VirtioFeatures.EVENT_IDX)
+                | VirtioFeatures.bit(VirtioFeatures.RING_PACKED) | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC);
+    }
+
+    @Override
+    public long protocolFeatures() {
+        return 1L << ProtocolFeatures.CONFIG;
+    }
+
+    @Override
+    public int queueCount() {
+        return 3;
+    }
+
+    @Override
+    public int maxQueueSize() {
+        return config.queueSize();
+    }
+
+    @Override
+    public int configSize() {
+        return CONFIG_SIZE;
+    }
+
+    @Override
+    public void readConfig(int offset, byte[] dst) {
+        for (int i = 0; i < dst.length; i++) {
+            dst[i] = (byte) (config.guestCid() >>> (8 * (offset + i)));
+        }
+    }
+
+    @Override
+    public void featuresAcked(long features) {
+        tx.seqpacket(VirtioFeatures.has(features, F_SEQPACKET));
+    }
+
+    @Override
+    public void start(int queueIndex, DeviceQueue queue, RingHandle handle) {
+        if (queueIndex == RX_QUEUE) {
+            synchronized (table.lock) {
+                rx.forget();
+                table.rxHandle(handle);
+            }
+            handle.wakeUp();
+        }
+    }
+
+    @Override
+    public int process(int queueIndex, DeviceQueue queue) {
+        return switch (queueIndex) {
+            case RX_QUEUE -> rx.process(queue);
+            case TX_QUEUE -> tx.process(queue);
+            default -> 0;
+        };
+    }
+
+    @Override
+    public void stop(int queueIndex, DeviceQueue queue) {
+        if (queueIndex == RX_QUEUE) {
+            synchronized (table.lock) {
+                table.rxHandle(null);
+                rx.stop(queue);
+            }
+        }
+    }
+
+    /** The driver is gone or reset: every connection ends and its host socket is closed. */
+    @Override
+    public void reset() {
+        synchronized (table.lock) {
+            int closed = table.clear();
+            rx.forget();
+            LOG.log(System.Logger.Level.INFO, "{0}: device reset, {1} connection(s) closed", table.name(), closed);
+        }
+    }
+
+    /** This VM's counters and open connections now. */
+    public VsockStats.Snapshot stats() {
+        synchronized (table.lock) {
+            return table.stats.snapshot(table.open());
+        }
+    }
+
+    /** Stops the host thread, closes every host socket and the listener, and removes {@code <uds-path>}. */
+    @Override
+    public void close() {
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+        }
+        host.close();
+        reset();
+    }
+}
