@@ -161,6 +161,7 @@ final class CrashTest {
         } else {
             out.println("back-end logs kept in " + dir);
         }
+        out.println(result.lastLine()); // the verdict is the last line
         return result;
     }
 
@@ -310,7 +311,6 @@ final class CrashTest {
         }
         Result r = new Result(trialsRun, ledger.lost(), ledger.duplicated(), ledger.reExecuted(),
                 ledger.completions(), ledger.outOfOrder(), pointsMissed, ledger.firstProblem());
-        out.println(r.lastLine());
         return r;
     }
 
