@@ -3,11 +3,9 @@ package io.vring.jmh;
 import io.vring.engine.DeviceQueue;
 import io.vring.engine.DriverQueue;
 import io.vring.engine.RingKind;
-import io.vring.engine.RingPlacement;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.chain.ChainReader;
 import io.vring.engine.chain.DescriptorChain;
-import io.vring.engine.memory.SharedMemory;
 import org.agrona.concurrent.MessageHandler;
 import org.agrona.concurrent.UnsafeBuffer;
 import org.agrona.concurrent.ringbuffer.OneToOneRingBuffer;
@@ -102,33 +100,16 @@ public class RingThroughput {
         @Param({"none", "event_idx", "in_order", "event_idx+in_order"})
         public String features;
 
-        SharedMemory memory;
-        DriverQueue driver;
-        DeviceQueue device;
-        long dataGpa;
-        MemorySegment data;
+        RingPair pair;
 
         @Setup(Level.Trial)
         public void open() {
-            long featureBits = features(ring, features);
-            RingPlacement plan = RingPlacement.plan(ring, QUEUE_SIZE, 0, 0, (long) QUEUE_SIZE * Payload.BYTES);
-            memory = SharedMemory.create("vring-bench", plan.totalBytes());
-            var guest = memory.guestMemory(0);
-            driver = ring.driver("bench-driver", guest, QUEUE_SIZE, plan.rings(), featureBits, null);
-            device = ring.device("bench-device", guest, QUEUE_SIZE, plan.rings(), featureBits);
-            driver.disableUsedNotification();
-            device.disableNotification();
-            dataGpa = plan.dataGpa();
-            data = memory.segment().asSlice(dataGpa, (long) QUEUE_SIZE * Payload.BYTES);
+            pair = RingPair.open(ring, QUEUE_SIZE, features(ring, features), false);
         }
 
         @TearDown(Level.Trial)
         public void close() {
-            if (driver.isBroken() || device.isBroken()) {
-                throw new IllegalStateException("queue broke during the run: driver " + driver.brokenReason()
-                        + ", device " + device.brokenReason());
-            }
-            memory.close();
+            pair.close();
         }
     }
 
@@ -174,6 +155,22 @@ public class RingThroughput {
     @Group("ring")
     @GroupThreads(1)
     public void driver(Ring r, RingDriverSide d) {
+        offer(r.pair, r.batch, d);
+    }
+
+    @Benchmark
+    @Group("ring")
+    @GroupThreads(1)
+    public void device(Ring r, RingDeviceSide d, Transfers t, Blackhole bh) {
+        t.transfers += serve(r.pair.device, r.batch, d, bh);
+    }
+
+    /**
+     * One driver invocation: collects used chains (their buffers go back to the pool), then fills up
+     * to {@code batch} free buffers, submits each as one readable descriptor and publishes once.
+     * Shared with {@link InflightOverhead}.
+     */
+    static void offer(RingPair r, int batch, RingDriverSide d) {
         DriverQueue q = r.driver;
         int[] free = d.freeSlots;
         int[] slotOfId = d.slotOfId;
@@ -182,7 +179,7 @@ public class RingThroughput {
         while ((id = q.pollUsed()) >= 0) {
             free[freeCount++] = slotOfId[id];
         }
-        int n = Math.min(r.batch, freeCount);
+        int n = Math.min(batch, freeCount);
         if (n == 0) {
             d.freeCount = freeCount;
             return;
@@ -205,14 +202,14 @@ public class RingThroughput {
         q.needsKick();
     }
 
-    @Benchmark
-    @Group("ring")
-    @GroupThreads(1)
-    public void device(Ring r, RingDeviceSide d, Transfers t, Blackhole bh) {
-        DeviceQueue q = r.device;
+    /**
+     * One device invocation: polls up to {@code batch} chains, copies each one's 64 bytes out, stages
+     * a used entry per chain and publishes once. Returns the chains served. Shared with
+     * {@link InflightOverhead}.
+     */
+    static int serve(DeviceQueue q, int batch, RingDeviceSide d, Blackhole bh) {
         ChainReader reader = d.reader;
         MemorySegment scratch = d.scratch;
-        int batch = r.batch;
         int n = 0;
         DescriptorChain chain;
         while (n < batch && (chain = q.poll()) != null) {
@@ -224,8 +221,8 @@ public class RingThroughput {
         if (n > 0) {
             q.publish();
             q.needsNotification();
-            t.transfers += n;
         }
+        return n;
     }
 
     /** JCTools SpscArrayQueue carrying pooled 64-byte slots. Read-only once set up. */

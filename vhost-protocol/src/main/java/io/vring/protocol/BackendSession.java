@@ -6,6 +6,7 @@ import io.vring.engine.RingKind;
 import io.vring.engine.VirtioFeatures;
 import io.vring.engine.inflight.InflightBuffer;
 import io.vring.engine.inflight.InflightRegionException;
+import io.vring.engine.memory.DirtyLog;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.SharedMemory;
 import io.vring.engine.os.NativeCallException;
@@ -15,6 +16,7 @@ import io.vring.protocol.message.DeviceConfig;
 import io.vring.protocol.message.DeviceStateTransfer;
 import io.vring.protocol.message.FrontendRequest;
 import io.vring.protocol.message.InflightDescription;
+import io.vring.protocol.message.LogDescription;
 import io.vring.protocol.message.MemoryTable;
 import io.vring.protocol.message.ProtocolFeatures;
 import io.vring.protocol.message.SingleMemoryRegion;
@@ -50,7 +52,8 @@ final class BackendSession {
             | ProtocolFeatures.bit(ProtocolFeatures.BACKEND_REQ)
             | ProtocolFeatures.bit(ProtocolFeatures.CONFIGURE_MEM_SLOTS)
             | ProtocolFeatures.bit(ProtocolFeatures.STATUS)
-            | ProtocolFeatures.bit(ProtocolFeatures.RESET_DEVICE);
+            | ProtocolFeatures.bit(ProtocolFeatures.RESET_DEVICE)
+            | ProtocolFeatures.bit(ProtocolFeatures.LOG_SHMFD);
     /** Protocol features offered only when the device asks for them. */
     static final long DEVICE_PROTOCOL_FEATURES = ProtocolFeatures.bit(ProtocolFeatures.CONFIG)
             | ProtocolFeatures.bit(ProtocolFeatures.DEVICE_STATE) | ProtocolFeatures.bit(ProtocolFeatures.INFLIGHT_SHMFD);
@@ -59,8 +62,11 @@ final class BackendSession {
             | VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC) | VirtioFeatures.bit(VirtioFeatures.RING_PACKED)
             | VirtioFeatures.bit(VirtioFeatures.IN_ORDER) | VirtioFeatures.bit(VirtioFeatures.VERSION_1);
     static final long PROTOCOL_FEATURES_BIT = ProtocolFeatures.bit(ProtocolFeatures.VIRTIO_PROTOCOL_FEATURES);
+    /** VHOST_F_LOG_ALL: the front-end turns dirty-page logging on with it in SET_FEATURES (migration). */
+    static final long LOG_ALL_BIT = ProtocolFeatures.bit(ProtocolFeatures.VIRTIO_LOG_ALL);
     /** Requests whose own reply is a u64 status (0 success): a refusal answers them with a failure. */
-    static final java.util.Set<FrontendRequest> STATUS_REPLIES = java.util.EnumSet.of(FrontendRequest.IOTLB_MSG,
+    static final java.util.Set<FrontendRequest> STATUS_REPLIES = java.util.EnumSet.of(FrontendRequest.SET_LOG_BASE,
+            FrontendRequest.IOTLB_MSG,
             FrontendRequest.POSTCOPY_END, FrontendRequest.SET_DEVICE_STATE_FD, FrontendRequest.CHECK_DEVICE_STATE);
     /** Memory slots offered through GET_MAX_MEM_SLOTS. */
     static final int MAX_MEM_SLOTS = 32;
@@ -85,6 +91,10 @@ final class BackendSession {
     private volatile int status;
     /** The back-end channel of SET_BACKEND_REQ_FD, or null. Read by other threads (config change). */
     private volatile FrontendClient backendChannel;
+    /** The dirty-page log of SET_LOG_BASE (mapping and view), its optional eventfd, or null. */
+    private SharedMemory logMapping;
+    private DirtyLog dirtyLog;
+    private EventFd logFd;
     /** The inflight region of SET_INFLIGHT_FD (or the one GET_INFLIGHT_FD made), or null. */
     private SharedMemory inflightMapping;
     private InflightBuffer inflight;
@@ -95,7 +105,7 @@ final class BackendSession {
         this.options = options;
         this.stats = stats;
         this.name = options.name();
-        this.offeredFeatures = backend.features() | PROTOCOL_FEATURES_BIT;
+        this.offeredFeatures = backend.features() | PROTOCOL_FEATURES_BIT | LOG_ALL_BIT;
         this.offeredProtocolFeatures = SERVER_PROTOCOL_FEATURES | (backend.protocolFeatures() & DEVICE_PROTOCOL_FEATURES);
         int queues = backend.queueCount();
         if (queues < 1 || queues > VringFdPayload.MAX_INDEX + 1) {
@@ -242,6 +252,19 @@ final class BackendSession {
                 status = (int) v;
             }
             case GET_STATUS -> connection.sendReply(request, new U64Payload(Integer.toUnsignedLong(status)));
+            case SET_LOG_BASE -> {
+                setLogBase(LogDescription.decode(p), m.takeFd(0));
+                connection.sendReply(request, new U64Payload(U64Payload.ACK_OK)); // QEMU reads a reply, ignores its payload
+            }
+            case SET_LOG_FD -> {
+                if (!ProtocolFeatures.has(ackedProtocolFeatures, ProtocolFeatures.LOG_SHMFD)) {
+                    throw new VhostUserException(VhostUserError.InvalidOperation, "SET_LOG_FD needs LOG_SHMFD, not negotiated");
+                }
+                if (logFd != null) {
+                    logFd.close();
+                }
+                logFd = EventFd.wrap(m.takeFd(0));
+            }
             case GET_INFLIGHT_FD -> getInflightFd(InflightDescription.decode(p));
             case SET_INFLIGHT_FD -> setInflightFd(InflightDescription.decode(p), m.takeFd(0));
             case SET_DEVICE_STATE_FD -> connection.sendReply(request, new U64Payload(setDeviceStateFd(m)));
@@ -264,8 +287,13 @@ final class BackendSession {
             LOG.log(Level.INFO, "{0}: front-end set ring features it was not offered (0x{1}); the engine implements them",
                     name, Long.toHexString(unoffered));
         }
+        boolean loggingWas = isLogging();
         ackedFeatures = features;
-        backend.featuresAcked(features & ~PROTOCOL_FEATURES_BIT);
+        backend.featuresAcked(features & ~(PROTOCOL_FEATURES_BIT | LOG_ALL_BIT));
+        if (isLogging() != loggingWas) {
+            LOG.log(Level.INFO, "{0}: dirty-page logging {1}", name, isLogging() ? "on" : "off");
+            restartRunningRings();
+        }
         if ((features & PROTOCOL_FEATURES_BIT) == 0) {
             for (Vring r : rings) {
                 r.enabled(true); // without protocol features there is no SET_VRING_ENABLE: rings start enabled
@@ -311,7 +339,7 @@ final class BackendSession {
         } finally {
             for (Vring r : rings) {
                 if (wasRunning[r.index()]) {
-                    restartAfterMemoryChange(r);
+                    restartOrReport(r);
                 }
             }
         }
@@ -354,6 +382,13 @@ final class BackendSession {
             if (old.descUserAddr() != a.descUserAddr() || old.usedUserAddr() != a.usedUserAddr()
                     || old.availUserAddr() != a.availUserAddr()) {
                 throw new VhostUserException(VhostUserError.InvalidOperation, "SET_VRING_ADDR moves " + r + " while it runs");
+            }
+            if (old.flags() != a.flags() || old.logGuestAddr() != a.logGuestAddr()) {
+                // QEMU sets VHOST_VRING_F_LOG on running rings when migration starts: apply it at a restart
+                stopRing(r, true);
+                r.address(a);
+                startRing(r);
+                return;
             }
         }
         r.address(a);
@@ -432,12 +467,12 @@ final class BackendSession {
      * were in a region the front-end removed) it stays stopped, and the front-end hears of it through
      * the error eventfd and DEVICE_NEEDS_RESET, as for a ring that broke.
      */
-    private void restartAfterMemoryChange(Vring r) {
+    private void restartOrReport(Vring r) {
         try {
             startRing(r);
         } catch (VhostUserException e) {
             stats.ringBroke();
-            LOG.log(Level.ERROR, "{0}: {1} cannot run after the memory change: {2}", name, r, e.getMessage());
+            LOG.log(Level.ERROR, "{0}: {1} cannot run again after the change: {2}", name, r, e.getMessage());
             status |= DEVICE_NEEDS_RESET;
             r.signalErr();
         }
@@ -463,7 +498,7 @@ final class BackendSession {
                 memory.toGuestPhysical(a.availUserAddr(), "driver area of " + r),
                 memory.toGuestPhysical(a.usedUserAddr(), "device area of " + r));
         String queueName = name + "/q" + r.index();
-        DeviceQueue q = kind.device(queueName, snapshot, r.size(), areas, ackedFeatures & ~PROTOCOL_FEATURES_BIT,
+        DeviceQueue q = kind.device(queueName, snapshot, r.size(), areas, ackedFeatures & ~(PROTOCOL_FEATURES_BIT | LOG_ALL_BIT),
                 r.availPosition(), r.usedPosition());
         q.errorNotifier(() -> ringBroke(r, q));
         if (inflight != null && r.index() < inflight.numQueues() && !q.isBroken()) {
@@ -477,6 +512,9 @@ final class BackendSession {
                 // trackInflight marked the queue broken for a refused region; the rest are ours to report
                 q.markBroken("inflight region refused: " + e.getMessage());
             }
+        }
+        if (isLogging() && !q.isBroken()) {
+            q.logDirty(dirtyLog, a.logsUsedRing() ? a.logGuestAddr() : -1);
         }
         RingWorker w = new RingWorker(r, backend, q, r.kick(), options.busyPoll(), "vring-" + queueName);
         r.started(q, w);
@@ -530,6 +568,55 @@ final class BackendSession {
         status = 0;
         dropInflight(); // QEMU frees its region on reset and asks for a new one
         backend.reset();
+    }
+
+    // ---- dirty-page log ----
+
+    /** Logging is on while the log is mapped and LOG_ALL is in the features. */
+    private boolean isLogging() {
+        return dirtyLog != null && (ackedFeatures & LOG_ALL_BIT) != 0;
+    }
+
+    /** SET_LOG_BASE: maps the new log and moves running rings to it; the old log is unmapped after. */
+    private void setLogBase(LogDescription d, int fd) {
+        SharedMemory mapping;
+        try {
+            mapping = SharedMemory.openRange(fd, d.mmapOffset(), d.mmapSize());
+        } catch (IllegalArgumentException | NativeCallException e) {
+            throw new VhostUserException(VhostUserError.InvalidParam, "SET_LOG_BASE: cannot map the log ("
+                    + d.mmapSize() + " bytes at " + d.mmapOffset() + "): " + e.getMessage(), e);
+        }
+        SharedMemory old = logMapping;
+        logMapping = mapping;
+        dirtyLog = DirtyLog.over(mapping.segment());
+        LOG.log(Level.INFO, "{0}: dirty log of {1} bytes ({2} pages){3}", name, Long.toString(d.mmapSize()),
+                Long.toString(dirtyLog.pages()), isLogging() ? ", logging" : "");
+        restartRunningRings();
+        if (old != null) {
+            old.close();
+        }
+    }
+
+    /** Stops and starts every running ring so it picks up a changed log or logging state. */
+    private void restartRunningRings() {
+        for (Vring r : rings) {
+            if (r.isStarted()) {
+                stopRing(r, true);
+                restartOrReport(r);
+            }
+        }
+    }
+
+    private void dropLog() {
+        dirtyLog = null;
+        if (logMapping != null) {
+            logMapping.close();
+            logMapping = null;
+        }
+        if (logFd != null) {
+            logFd.close();
+            logFd = null;
+        }
     }
 
     // ---- inflight ----
@@ -711,6 +798,7 @@ final class BackendSession {
         }
         deviceState.close();
         dropInflight();
+        dropLog();
         closeBackendChannel();
         memory.close();
         connection.close();

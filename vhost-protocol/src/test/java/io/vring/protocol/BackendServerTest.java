@@ -61,6 +61,7 @@ class BackendServerTest {
     BackendServer server;
     long fdsBefore;
     long threadsBefore;
+    long memfdMappingsBefore;
 
     @org.junit.jupiter.api.BeforeAll
     static void warmUp() throws IOException {
@@ -79,6 +80,7 @@ class BackendServerTest {
     void start() throws IOException {
         fdsBefore = openFds();
         threadsBefore = vringThreads();
+        memfdMappingsBefore = memfdMappings();
         socket = dir.resolve("be.sock");
         device = new IncrementBackend();
         server = BackendServer.listen(socket, device);
@@ -89,6 +91,12 @@ class BackendServerTest {
         server.close();
         assertEquals(threadsBefore, vringThreads(), "server or ring worker threads left running");
         assertEquals(fdsBefore, openFds(), () -> "fds leaked: " + fdTargets());
+        assertEquals(memfdMappingsBefore, memfdMappings(), "memfd mappings (guest memory, inflight, log) left mapped");
+    }
+
+    /** Lines of /proc/self/maps that map a memfd: guest memory, inflight regions and logs all are memfds here. */
+    static long memfdMappings() throws IOException {
+        return Files.readAllLines(Path.of("/proc/self/maps")).stream().filter(l -> l.contains("/memfd:")).count();
     }
 
     static long openFds() throws IOException {
@@ -544,6 +552,93 @@ class BackendServerTest {
             } finally {
                 ring.close();
                 Libc.close(inflightFd);
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0} ring")
+    @CsvSource({"SPLIT", "PACKED"})
+    void withLogAllTheDeviceMarksThePagesItWroteAndTheUsedRingInTheDirtyLog(RingKind kind) {
+        long features = ALL_RING_FEATURES | PROTOCOL_BIT | (kind == RingKind.PACKED ? PACKED : 0);
+        long protocol = WANTED_PROTOCOL | ProtocolFeatures.bit(ProtocolFeatures.LOG_SHMFD);
+        try (RawFrontend fe = frontend(); SharedMemory log = SharedMemory.create("dirty-log", 4096)) {
+            assertTrue((fe.negotiate(features, protocol) & ProtocolFeatures.bit(ProtocolFeatures.LOG_SHMFD)) != 0);
+            assertTrue((fe.callU64(FrontendRequest.GET_FEATURES) & BackendSession.LOG_ALL_BIT) != 0, "LOG_ALL offered");
+            fe.sendMemTable();
+            try (RawFrontend.Ring r = fe.new Ring(0, kind, 16, features, false)) {
+                r.start(kind == RingKind.PACKED ? 0x8000_8000 : 0);
+                r.submit(4);
+                r.collect(4, 5000);
+                assertEquals(0, log.segment().get(java.lang.foreign.ValueLayout.JAVA_LONG, 0), "nothing logged before SET_LOG_BASE");
+                fe.connection.sendRequest(FrontendRequest.SET_LOG_BASE, new io.vring.protocol.message.LogDescription(4096, 0),
+                        false, log.fd());
+                fe.connection.receive().close();
+                // Migration starts: LOG_ALL, then the used ring's log address on the running ring.
+                assertEquals(0, fe.sendAcked(FrontendRequest.SET_FEATURES, new U64Payload(features | BackendSession.LOG_ALL_BIT)));
+                VringAddress a = r.address();
+                long usedGpa = r.plan.rings().deviceArea();
+                assertEquals(0, fe.sendAcked(FrontendRequest.SET_VRING_ADDR, new VringAddress(0, VringAddress.FLAG_LOG,
+                        a.descUserAddr(), a.usedUserAddr(), a.availUserAddr(), usedGpa)), "acked: the ring logs from here on");
+                r.submit(4);
+                r.collect(4, 5000);
+                for (int v = 4; v < 8; v++) {
+                    long page = (r.dataGpa + (v % 16) * RawFrontend.DATA_PER_CHAIN + 4) / 4096;
+                    assertTrue(isDirty(log, page), "page " + page + " with the answer to request " + v + " is dirty; log word 0 = 0x" + Long.toHexString(log.segment().get(java.lang.foreign.ValueLayout.JAVA_LONG, 0)) + ", dataGpa 0x" + Long.toHexString(r.dataGpa));
+                }
+                // Split: the used ring at the log address. Packed: used descriptors go into the descriptor ring.
+                long usedPage = (kind == RingKind.SPLIT ? usedGpa : r.plan.rings().descriptorArea()) / 4096;
+                assertTrue(isDirty(log, usedPage), "page " + usedPage + " of the device's used-entry stores is dirty");
+                assertEquals(0, log.segment().get(java.lang.foreign.ValueLayout.JAVA_BYTE, 4095), "pages never written stay clean");
+            }
+        }
+    }
+
+    private static boolean isDirty(SharedMemory log, long page) {
+        return (log.segment().get(java.lang.foreign.ValueLayout.JAVA_BYTE, page / 8) & (1 << (page % 8))) != 0;
+    }
+
+    @Test
+    void requestsOutOfOrderAreRefusedAndTheSessionGoesOn() {
+        long features = ALL_RING_FEATURES | PROTOCOL_BIT;
+        try (RawFrontend fe = frontend(); EventFd kick = EventFd.create()) {
+            fe.negotiate(features, WANTED_PROTOCOL);
+            fe.send(FrontendRequest.SET_VRING_NUM, new VringState(0, 16));
+            assertNotEquals(0, fe.sendAcked(FrontendRequest.SET_VRING_KICK, new VringFdPayload(0, false), kick.fd()),
+                    "a ring cannot start before the memory table");
+            fe.sendMemTable();
+            assertNotEquals(0, fe.sendAcked(FrontendRequest.SET_VRING_KICK, new VringFdPayload(0, false), kick.fd()),
+                    "nor before its addresses");
+            try (RawFrontend.Ring r = fe.new Ring(0, RingKind.SPLIT, 16, features, false)) {
+                r.start(0);
+                assertNotEquals(0, fe.sendAcked(FrontendRequest.SET_VRING_NUM, new VringState(0, 8)), "resize a running ring");
+                assertNotEquals(0, fe.sendAcked(FrontendRequest.SET_VRING_BASE, new VringState(0, 3)), "rebase a running ring");
+                assertNotEquals(0, fe.sendAcked(FrontendRequest.SET_DEVICE_STATE_FD,
+                        new io.vring.protocol.message.DeviceStateTransfer(0, 0), kick.fd()) & 0xFF,
+                        "device state while a ring runs");
+                r.submit(4);
+                r.collect(4, 5000);
+            }
+        }
+    }
+
+    @Test
+    void aDisabledRingKeepsItsChainsAndServesThemOnceEnabledAgain() throws InterruptedException {
+        long features = ALL_RING_FEATURES | PROTOCOL_BIT;
+        try (RawFrontend fe = frontend()) {
+            fe.negotiate(features, WANTED_PROTOCOL);
+            fe.sendMemTable();
+            try (RawFrontend.Ring r = fe.new Ring(0, RingKind.SPLIT, 16, features, false)) {
+                r.start(0);
+                r.submit(2);
+                r.collect(2, 5000);
+                assertEquals(0, fe.sendAcked(FrontendRequest.SET_VRING_ENABLE, new VringState(0, 0)));
+                r.submit(3);
+                Thread.sleep(200);
+                assertEquals(-1, r.driver.pollUsed(), "a disabled ring is not processed");
+                assertEquals(2, device.processed.get());
+                assertEquals(0, fe.sendAcked(FrontendRequest.SET_VRING_ENABLE, new VringState(0, 1)));
+                r.collect(3, 5000);
+                assertEquals(5, device.processed.get());
             }
         }
     }

@@ -106,6 +106,22 @@ public interface DeviceQueue {
     /** True once {@link #trackInflight} attached a region. */
     boolean isTrackingInflight();
 
+    /**
+     * Starts dirty-page logging for a live migration (VHOST_F_LOG_ALL with the SET_LOG_BASE log), or
+     * stops it with a null {@code log}. While on, {@code addUsed} marks the pages of the chain's
+     * writable part up to {@code bytesWritten} (for {@code addUsed(token, ...)} the queue finds the
+     * chain's buffers again itself), and, if {@code usedLogAddress >= 0} (the ring's
+     * VHOST_VRING_F_LOG, with its log_guest_addr), every store the queue makes to its device area is
+     * marked at {@code usedLogAddress} plus the store's offset in the area. Packed rings also write
+     * used descriptors into the descriptor ring: those are marked at their guest-physical address when
+     * {@code usedLogAddress >= 0}. Call while the ring's worker is parked (the control plane's
+     * hand-over orders it); the data path stays allocation-free.
+     */
+    void logDirty(io.vring.engine.memory.DirtyLog log, long usedLogAddress);
+
+    /** The dirty log in use, or null. */
+    io.vring.engine.memory.DirtyLog dirtyLog();
+
     /** The queue's broken state, shared by every queue kind. */
     QueueHealth health();
 

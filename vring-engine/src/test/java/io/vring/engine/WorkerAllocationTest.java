@@ -68,8 +68,11 @@ class WorkerAllocationTest {
 
     enum Idle { BUSY_SPIN, EVENTFD }
 
-    /** Whether the device queue records its chains in an inflight region (vhost-user INFLIGHT_SHMFD). */
-    enum Inflight { UNTRACKED, TRACKED }
+    /**
+     * Whether the device queue records its chains in an inflight region (vhost-user INFLIGHT_SHMFD),
+     * and whether it also marks a dirty log (live migration, with VHOST_VRING_F_LOG).
+     */
+    enum Inflight { UNTRACKED, TRACKED, TRACKED_AND_LOGGED }
 
     static Stream<Arguments> cases() {
         List<Arguments> all = new ArrayList<>();
@@ -79,6 +82,7 @@ class WorkerAllocationTest {
             }
             // Tracking changes poll, addUsed and publish, not the idle path: one idle strategy is enough.
             all.add(Arguments.of(kind, Idle.BUSY_SPIN, Inflight.TRACKED));
+            all.add(Arguments.of(kind, Idle.BUSY_SPIN, Inflight.TRACKED_AND_LOGGED));
         }
         return all.stream();
     }
@@ -169,10 +173,16 @@ class WorkerAllocationTest {
         RingKind ringKind = RingKind.valueOf(kind.name());
         try (RingFixture ring = new RingFixture(kind, SIZE, features, (long) SIZE * 2 * PAYLOAD);
              SharedMemory region = SharedMemory.create("allocation-inflight", InflightBuffer.size(ringKind, 1, SIZE));
+             SharedMemory log = SharedMemory.create("allocation-dirty-log", 1 << 20);
              EventFd kick = EventFd.create();
              EventFd call = EventFd.create()) {
-            if (inflight == Inflight.TRACKED) {
+            if (inflight != Inflight.UNTRACKED) {
                 assertEquals(0, ring.device.trackInflight(InflightBuffer.of(ringKind, region.segment(), 1, SIZE), 0));
+            }
+            io.vring.engine.memory.DirtyLog dirty = io.vring.engine.memory.DirtyLog.over(log.segment());
+            if (inflight == Inflight.TRACKED_AND_LOGGED) {
+                // The log covers the fixture's GPAs (2^32 up) and the ring's log address next to them.
+                ring.device.logDirty(dirty, RingFixture.BASE_GPA);
             }
             boolean eventfd = idle == Idle.EVENTFD;
             EventFdIdleStrategy sleeper = eventfd ? EventFdIdleStrategy.forDevice(ring.device, kick) : null;
@@ -201,6 +211,12 @@ class WorkerAllocationTest {
                     + " chains, " + idleCycles + " idle cycles (warm-up: " + agent.lapServed[from] + " chains, "
                     + agent.lapIdleCycles[from] + " idle cycles)");
             assertTrue(idleCycles > 0, "the idle strategy ran inside the window");
+            if (inflight == Inflight.TRACKED_AND_LOGGED) {
+                // The driver hands out its buffer slots last first, so the last slot's reply page is written.
+                long lastReply = ring.dataGpa + (SIZE - 1) * 2L * PAYLOAD + PAYLOAD;
+                assertTrue(dirty.isDirty(lastReply / io.vring.engine.memory.DirtyLog.PAGE_SIZE), "the log was marked");
+                assertEquals(0, dirty.missedPages(), "every write was inside the log");
+            }
             assertEquals(0, bytes, "bytes the device worker's thread allocated over " + chains + " chains");
         }
     }

@@ -30,6 +30,9 @@ import java.util.function.Consumer;
  * socket. {@code STATS\n} instead gets one line of this VM's counters.
  */
 final class HostSide implements AutoCloseable {
+    /** Pending host connections the hybrid socket queues before accept. */
+    static final int LISTEN_BACKLOG = 1024;
+
     private static final System.Logger LOG = System.getLogger(HostSide.class.getName());
     static final int MAX_LINE = 64;
     private static final long TICK_MILLIS = 100;
@@ -69,7 +72,9 @@ final class HostSide implements AutoCloseable {
         ServerSocketChannel listener = null;
         try {
             listener = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-            listener.bind(UnixDomainSocketAddress.of(path));
+            // A burst of host programs connecting at once (non-blocking connects, as Go's net.Dial does)
+            // overflowed Java's default backlog of 50 in VsockGuestTest; the kernel caps this at somaxconn.
+            listener.bind(UnixDomainSocketAddress.of(path), LISTEN_BACKLOG);
             listener.configureBlocking(false);
             listener.register(selector, SelectionKey.OP_ACCEPT);
         } catch (IOException | RuntimeException e) {

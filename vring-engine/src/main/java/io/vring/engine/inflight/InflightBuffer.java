@@ -49,7 +49,7 @@ public final class InflightBuffer {
     /**
      * The buffer mapped at SET_INFLIGHT_FD, described by the num_queues and queue_size of that message.
      *
-     * @param segment the mapping, native and 64-byte aligned (an mmap is page-aligned)
+     * @param segment the mapping, native and 8-byte aligned (an mmap is page-aligned)
      * @throws InflightRegionException INVALID_GEOMETRY for a queue count or size that cannot be, or
      *                                 REGION_TOO_SMALL if the mapping cannot hold the queues
      */
@@ -61,9 +61,10 @@ public final class InflightBuffer {
         if (kind == null || segment == null) {
             throw new IllegalArgumentException("ring kind and segment are required");
         }
-        if (!segment.isNative() || (segment.address() & (SplitInflightLayout.ALIGNMENT - 1)) != 0) {
+        // The widest field is a u64 at an 8-byte offset of a region, and strides are multiples of 64.
+        if (!segment.isNative() || (segment.address() & (Long.BYTES - 1)) != 0) {
             throw new IllegalArgumentException("an inflight buffer must be a native mapping aligned to "
-                    + SplitInflightLayout.ALIGNMENT + " bytes, got " + segment);
+                    + Long.BYTES + " bytes, got " + segment);
         }
         long needed = size(kind, numQueues, queueSize);
         if (segment.byteSize() < needed) {

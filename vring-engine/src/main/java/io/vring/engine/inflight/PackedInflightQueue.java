@@ -228,6 +228,27 @@ public final class PackedInflightQueue extends InflightRegionView {
     }
 
     /**
+     * Copies the ring descriptors of the chain whose first entry is {@code entry} (in chain order)
+     * into the arrays, which must hold the queue size; returns how many. For a device that needs a
+     * chain's buffers again after its ring slots were reused (dirty logging). No allocation.
+     */
+    public int copyChain(int entry, long[] addr, int[] len, int[] flags) {
+        int num = lp16(entry(entry) + ENTRY_NUM);
+        int e = entry;
+        for (int i = 0; i < num && i < queueSize && e < queueSize; i++) {
+            long d = entry(e);
+            addr[i] = lp64(d + ENTRY_ADDR);
+            len[i] = lp32(d + ENTRY_LEN);
+            flags[i] = lp16(d + ENTRY_FLAGS);
+            if (i == num - 1) {
+                return num;
+            }
+            e = next(e);
+        }
+        return 0; // not a chain this queue recorded: nothing to rebuild
+    }
+
+    /**
      * Ring start: makes the region consistent with the ring and says what to resubmit (§5.6), and
      * where to resume, since QEMU's packed ring base after a crash is stale. Commits a batch whose
      * first used descriptor the ring already shows, rolls back anything else half done, clears the

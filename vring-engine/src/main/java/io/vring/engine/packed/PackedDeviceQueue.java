@@ -20,6 +20,7 @@ import io.vring.engine.inflight.InflightBuffer;
 import io.vring.engine.inflight.InflightRegionException;
 import io.vring.engine.inflight.PackedInflightQueue;
 import io.vring.engine.inflight.PackedInflightRecovery;
+import io.vring.engine.memory.DirtyLog;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.GuestMemoryException;
 
@@ -89,11 +90,16 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private final MemorySegment driverEvent;
     private final MemorySegment deviceEvent;
 
-    /* Scratch for one list: its ring descriptors are read once into these before the buffer id
-     * (in the last one) is known and the chain is built. */
+    /* Scratch for one list, by ring slot: its ring descriptors are read once into these before the
+     * buffer id (in the last one) is known and the chain is built. Valid during one poll only: slots
+     * are reused (by used descriptors, then by the driver) while other chains are in flight. */
     private final long[] listAddr;
     private final int[] listLen;
     private final int[] listFlags;
+    /** Ring slot of the chain pollRing() returned last. */
+    private int lastHead;
+    /** GPA of the descriptor ring (dirty logging marks used descriptors there). */
+    private final long ringGpa;
 
     /* Shadow used ring: entries staged by addUsed, written by publish. */
     private final int[] stagedId;
@@ -133,6 +139,26 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private int[] resubmitFlags;
     /** Counter for the next fetched chain (fetch order across incarnations). */
     private long counter;
+
+    // Dirty logging (live migration): null / -1 unless logDirty() turned it on.
+    private DirtyLog dirtyLog;
+    private long usedLogAddress = -1;
+    /** Rebuilds a chain completed by token, to find the buffers to mark. */
+    private DescriptorChain logChain;
+    /* While logging, a copy of each in-flight chain's ring descriptors (ids below the size), in a pool
+     * of size entries linked per chain, as the inflight region keeps them: addUsed(token) needs them
+     * and the ring slots are reused. copyNext links a chain's entries and the free list (size: end). */
+    private int[] copyOfId;
+    private int[] copyNext;
+    private long[] copyAddr;
+    private int[] copyLen;
+    private int[] copyFlags;
+    private int copyFree;
+    private long[] scratchAddr;
+    private int[] scratchLen;
+    private int[] scratchFlags;
+    /** Chains completed by token whose writes could not be marked (fetched before logging, untracked). */
+    private long unlogged;
 
     /**
      * @param name     how log lines and reasons name the queue
@@ -192,6 +218,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
         this.listAddr = new long[capacity];
         this.listLen = new int[capacity];
         this.listFlags = new int[capacity];
+        this.ringGpa = rings.descriptorArea();
         this.stagedId = new int[capacity];
         this.stagedLen = new int[capacity];
         this.stagedSlots = new int[capacity];
@@ -269,14 +296,14 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private DescriptorChain pollTracked() {
         if (resubmitAt < resubmitCount) {
             int r = resubmitAt++;
+            int id = resubmitId[r];
             int first = resubmitFirst[r];
-            int n = resubmitSlots[r];
-            for (int i = 0; i < n; i++) {
-                listAddr[i] = resubmitAddr[first + i];
-                listLen[i] = resubmitLen[first + i];
-                listFlags[i] = resubmitFlags[first + i];
+            // Recorded by the previous incarnation; its counter stands.
+            DescriptorChain c = build(chain, first, false, resubmitSlots[r], id, resubmitAddr, resubmitLen, resubmitFlags);
+            if (c != null && dirtyLog != null) {
+                keepCopy(id, first, false, resubmitSlots[r], resubmitAddr, resubmitLen, resubmitFlags);
             }
-            return build(-1, n, resubmitId[r]); // recorded by the previous incarnation; its counter stands
+            return c;
         }
         DescriptorChain c = pollRing();
         if (c != null) {
@@ -291,8 +318,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
             }
             PackedInflightQueue track = inflight;
             int entry = track.beginChain(counter++);
-            for (int i = 0; i < n; i++) {
-                track.addDescriptor(listAddr[i], listLen[i], id, listFlags[i], i == n - 1);
+            for (int i = 0, k = lastHead; i < n; i++, k = k + 1 == size ? 0 : k + 1) {
+                track.addDescriptor(listAddr[k], listLen[k], id, listFlags[k], i == n - 1);
             }
             entryOfId[id] = entry;
         }
@@ -316,9 +343,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
             if (n > 0) {
                 flags = lpFlags(ring, off);
             }
-            listAddr[n] = lpAddr(ring, off);
-            listLen[n] = lpLen(ring, off);
-            listFlags[n] = flags;
+            listAddr[slot] = lpAddr(ring, off);
+            listLen[slot] = lpLen(ring, off);
+            listFlags[slot] = flags;
             n++;
             if ((flags & F_NEXT) == 0) {
                 id = lpId(ring, off);
@@ -338,9 +365,13 @@ public final class PackedDeviceQueue implements DeviceQueue {
             return broken("slot " + head + " was made available again while the device still owns it ("
                     + inFlightSlots + " slots in flight, list of " + n + ", queue size " + size + ")");
         }
-        DescriptorChain c = build(head, n, id);
+        DescriptorChain c = build(chain, head, true, n, id, listAddr, listLen, listFlags);
         if (c == null) {
             return null;
+        }
+        lastHead = head;
+        if (dirtyLog != null) {
+            keepCopy(id, head, true, n, listAddr, listLen, listFlags);
         }
         int next = head + n;
         if (next >= size) {
@@ -353,24 +384,28 @@ public final class PackedDeviceQueue implements DeviceQueue {
     }
 
     /**
-     * Builds the chain of the {@code n} descriptors in the list scratch arrays, fetched at ring slot
-     * {@code head} (-1: a resubmitted chain, rebuilt from the inflight region); null if it breaks a rule.
+     * Builds into {@code c} the chain of {@code n} descriptors held in {@code addr/len/flags} from
+     * index {@code from}: ring slots (wrapping at the ring's end) when {@code fromRing}, else a
+     * resubmitted chain's record. Null (queue broken) if it breaks a rule.
      */
-    private DescriptorChain build(int head, int n, int id) {
-        DescriptorChain c = chain;
+    private DescriptorChain build(DescriptorChain c, int from, boolean fromRing, int n, int id,
+                                  long[] addr, int[] len, int[] flags) {
         c.reset(id);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0, k = from; i < n; i++, k++) {
+            if (fromRing && k == size) {
+                k = 0;
+            }
             c.countDescriptor();
-            int f = listFlags[i];
-            int at = head < 0 ? -1 : head + i < size ? head + i : head + i - size;
+            int f = flags[k];
+            int at = fromRing ? k : -1;
             if ((f & F_INDIRECT) != 0) {
-                if (!walkIndirect(c, at, listAddr[i], listLen[i])) {
+                if (!walkIndirect(c, at, addr[k], len[k])) {
                     return null;
                 }
             } else {
-                int result = c.append(memory, listAddr[i], listLen[i], (f & F_WRITE) != 0);
+                int result = c.append(memory, addr[k], len[k], (f & F_WRITE) != 0);
                 if (result != DescriptorChain.APPENDED) {
-                    return broken(refusal(result, slotName(at), listAddr[i], listLen[i]));
+                    return broken(refusal(result, slotName(at), addr[k], len[k]));
                 }
             }
         }
@@ -452,12 +487,106 @@ public final class PackedDeviceQueue implements DeviceQueue {
                     + " exceeds the chain's " + chain.writableBytes() + " writable bytes");
         }
         stage(chain.token(), bytesWritten, chain.writableBytes());
+        if (dirtyLog != null) {
+            dirtyLog.markWritten(chain, Integer.toUnsignedLong(bytesWritten));
+            if (chain.head() < size) {
+                releaseCopy(chain.head()); // completed through the flyweight: its copy is not needed
+            }
+        }
     }
 
     /** {@inheritDoc} The chain's writable total is not known here, so with IN_ORDER the entry ends a merged run. */
     @Override
     public void addUsed(int token, int bytesWritten) {
         stage(token, bytesWritten, -1);
+        if (dirtyLog != null && !health.isBroken()) {
+            logWrittenByToken(token, bytesWritten);
+        }
+    }
+
+    /**
+     * Rebuilds the chain of {@code token} from the device's own copy of its ring descriptors (its ring
+     * slots may hold other descriptors by now) or, for a chain fetched before logging started, from
+     * the inflight region, and marks what was written. A chain with neither cannot be found again: it
+     * is counted and reported once.
+     */
+    private void logWrittenByToken(int token, int bytesWritten) {
+        int id = token & 0xFFFF;
+        int first = id < size ? copyOfId[id] : -1;
+        int n = 0;
+        if (first >= 0) {
+            for (int e = first; e != size; e = copyNext[e]) {
+                scratchAddr[n] = copyAddr[e];
+                scratchLen[n] = copyLen[e];
+                scratchFlags[n] = copyFlags[e];
+                n++;
+            }
+            releaseCopy(id);
+        } else if (inflight != null && id < size && entryOfId[id] != NOT_IN_FLIGHT) {
+            n = inflight.copyChain(entryOfId[id] & ~STAGED, scratchAddr, scratchLen, scratchFlags);
+        }
+        if (n == 0) {
+            unlogged++;
+            if (unlogged == 1) {
+                LOG.log(System.Logger.Level.WARNING, "{0}: buffer id {1} was completed by token while dirty logging,"
+                        + " fetched before logging started and not tracked: its writes cannot be marked", health.queueName(), id);
+            }
+            return;
+        }
+        DescriptorChain c = build(logChain, 0, false, n, id, scratchAddr, scratchLen, scratchFlags);
+        if (c != null) {
+            dirtyLog.markWritten(c, Integer.toUnsignedLong(bytesWritten));
+        }
+    }
+
+    /** While logging: copies the ring descriptors of the chain just fetched (id below the size) into the copy pool. */
+    private void keepCopy(int id, int from, boolean fromRing, int n, long[] addr, int[] len, int[] flags) {
+        if (id >= size) {
+            return;
+        }
+        releaseCopy(id); // a stale copy of an id the device completed untracked, before logging
+        int first = size;
+        int last = size;
+        for (int i = 0, k = from; i < n; i++, k++) {
+            if (fromRing && k == size) {
+                k = 0;
+            }
+            int e = copyFree;
+            if (e == size) {
+                releaseCopyChain(first);
+                return; // cannot happen: at most size descriptors are in flight
+            }
+            copyFree = copyNext[e];
+            copyAddr[e] = addr[k];
+            copyLen[e] = len[k];
+            copyFlags[e] = flags[k];
+            copyNext[e] = size;
+            if (last == size) {
+                first = e;
+            } else {
+                copyNext[last] = e;
+            }
+            last = e;
+        }
+        copyOfId[id] = first;
+    }
+
+    private void releaseCopy(int id) {
+        int first = copyOfId[id];
+        if (first >= 0) {
+            copyOfId[id] = -1;
+            releaseCopyChain(first);
+        }
+    }
+
+    private void releaseCopyChain(int first) {
+        int e = first;
+        while (e != size) {
+            int next = copyNext[e];
+            copyNext[e] = copyFree;
+            copyFree = e;
+            e = next;
+        }
     }
 
     private void stage(int token, int bytesWritten, long writable) {
@@ -539,6 +668,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
             }
         }
         soFlags(ring, firstOff, firstFlags);
+        if (usedLogAddress >= 0) {
+            logUsedDescriptors(usedSlot, total);
+        }
         usedSlot = slot;
         usedWrap = wrap;
         inFlightSlots -= total;
@@ -562,6 +694,62 @@ public final class PackedDeviceQueue implements DeviceQueue {
         }
         int end = usedSlot + slots; // never more than a ring: slots in flight are at most the size
         track.setUsedPosition(end >= size ? end - size : end, end >= size ? usedWrap ^ 1 : usedWrap);
+    }
+
+    /** Marks the ring slots a publish of {@code slots} slots from {@code from} covers (wrapping). */
+    private void logUsedDescriptors(int from, int slots) {
+        int tail = Math.min(slots, size - from);
+        dirtyLog.mark(ringGpa + PackedLayout.descriptorOffset(from), (long) DESC_SIZE * tail);
+        if (slots > tail) {
+            dirtyLog.mark(ringGpa, (long) DESC_SIZE * (slots - tail));
+        }
+    }
+
+    /** Marks the device event structure the queue just wrote, at the ring's log address. */
+    private void logDeviceEvent() {
+        DirtyLog log = dirtyLog;
+        if (log != null && usedLogAddress >= 0) {
+            log.mark(usedLogAddress + PackedLayout.EVENT_OFF_WRAP, PackedLayout.EVENT_AREA_SIZE);
+        }
+    }
+
+    @Override
+    public void logDirty(DirtyLog log, long usedLogAddress) {
+        if (log != null && logChain == null) {
+            int n = Math.max(size, 1);
+            logChain = new DescriptorChain();
+            copyOfId = new int[n];
+            copyNext = new int[n];
+            copyAddr = new long[n];
+            copyLen = new int[n];
+            copyFlags = new int[n];
+            scratchAddr = new long[n];
+            scratchLen = new int[n];
+            scratchFlags = new int[n];
+        }
+        if (log == null || dirtyLog == null) {
+            // Logging starts or stops: no copy is current (chains fetched while it was off have none).
+            if (copyOfId != null) {
+                java.util.Arrays.fill(copyOfId, -1);
+                for (int i = 0; i < copyNext.length; i++) {
+                    copyNext[i] = i + 1;
+                }
+                copyNext[copyNext.length - 1] = size;
+                copyFree = 0;
+            }
+        }
+        this.dirtyLog = log;
+        this.usedLogAddress = log == null ? -1 : usedLogAddress;
+    }
+
+    /** Chains completed by token while logging whose writes could not be marked (diagnostics). */
+    public long unloggedCompletions() {
+        return unlogged;
+    }
+
+    @Override
+    public DirtyLog dirtyLog() {
+        return dirtyLog;
     }
 
     @Override
@@ -639,7 +827,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
         resubmitAt = 0;
         counter = recovery.nextCounter();
         inflight = region;
-        LOG.log(System.Logger.Level.INFO, "{0}: inflight tracking on ({1}), resuming at avail {2}/{3}, used {4}/{5}"
+        // A fresh region is every first start: worth a line only when debugging.
+        System.Logger.Level level = recovery.fresh() ? System.Logger.Level.DEBUG : System.Logger.Level.INFO;
+        LOG.log(level, "{0}: inflight tracking on ({1}), resuming at avail {2}/{3}, used {4}/{5}"
                         + " (base was avail {6}), {7} chains to resubmit, batch {8}",
                 health.queueName(), recovery.fresh() ? "fresh region" : "recovered", availSlot, availWrap, usedSlot,
                 usedWrap, startAvail, chains, recovery.batchCommitted() ? "committed"
@@ -742,6 +932,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
                 : PackedLayout.eventWord(PackedLayout.RING_EVENT_FLAGS_ENABLE, 0, 0);
         soEvent(deviceEvent, word);
         deviceEventShadow = word;
+        logDeviceEvent();
         // Full fence (P7 on this side): the enable must be visible before the re-check reads the
         // ring, or a driver that just looked at the old DISABLE skips its kick and we sleep anyway.
         Fences.storeLoad();
@@ -758,6 +949,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
         if (deviceEventShadow != word) {
             soEvent(deviceEvent, word);
             deviceEventShadow = word;
+            logDeviceEvent();
         }
     }
 

@@ -12,6 +12,7 @@ import io.vring.engine.inflight.InflightBuffer;
 import io.vring.engine.inflight.InflightRegionException;
 import io.vring.engine.inflight.SplitInflightQueue;
 import io.vring.engine.inflight.SplitInflightRecovery;
+import io.vring.engine.memory.DirtyLog;
 import io.vring.engine.memory.GuestMemory;
 import io.vring.engine.memory.GuestMemoryException;
 
@@ -88,6 +89,12 @@ public final class SplitDeviceQueue implements DeviceQueue {
     private int resubmitAt;
     /** Counter for the next popped head (fetch order across incarnations). */
     private long counter;
+
+    // Dirty logging (live migration): null / -1 unless logDirty() turned it on.
+    private DirtyLog dirtyLog;
+    private long usedLogAddress = -1;
+    /** Re-walks a head completed by token, to find the buffers to mark. */
+    private DescriptorChain logChain;
 
     /**
      * A device queue over rings the driver placed at {@code rings}. The used index starts at the
@@ -192,7 +199,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
     private DescriptorChain pollTracked() {
         if (resubmitAt < resubmit.length) {
             int head = resubmit[resubmitAt++];
-            if (!walk(head)) {
+            if (!walk(chain, head)) {
                 return null;
             }
             writableOfHead[head] = chain.writableBytes();
@@ -230,7 +237,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
             health.markBroken("avail ring entry " + nextAvail + " names head " + head + ", size " + size);
             return null;
         }
-        if (!walk(head)) {
+        if (!walk(chain, head)) {
             return null;
         }
         nextAvail = (nextAvail + 1) & 0xFFFF;
@@ -238,9 +245,8 @@ public final class SplitDeviceQueue implements DeviceQueue {
         return chain;
     }
 
-    /** Walks the chain at {@code head} into the flyweight; false (queue broken) on any violation. */
-    private boolean walk(int head) {
-        DescriptorChain c = chain;
+    /** Walks the chain at {@code head} into {@code c}; false (queue broken) on any violation. */
+    private boolean walk(DescriptorChain c, int head) {
         c.reset(head);
         int index = head;
         for (int hops = 1; ; hops++) {
@@ -260,9 +266,9 @@ public final class SplitDeviceQueue implements DeviceQueue {
                 if ((flags & F_NEXT) != 0) {
                     return broken("descriptor " + index + " has both INDIRECT and NEXT");
                 }
-                return walkIndirect(index, addr, len);
+                return walkIndirect(c, index, addr, len);
             }
-            if (!append(index, addr, len, (flags & F_WRITE) != 0)) {
+            if (!append(c, index, addr, len, (flags & F_WRITE) != 0)) {
                 return false;
             }
             if ((flags & F_NEXT) == 0) {
@@ -275,7 +281,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
         }
     }
 
-    private boolean walkIndirect(int referencing, long tableAddr, int tableLen) {
+    private boolean walkIndirect(DescriptorChain c, int referencing, long tableAddr, int tableLen) {
         long bytes = Integer.toUnsignedLong(tableLen);
         if (bytes == 0 || bytes % DESC_SIZE != 0) {
             return broken("indirect table of descriptor " + referencing + " has length " + bytes + ", not a non-zero multiple of 16");
@@ -303,7 +309,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
             if ((flags & F_INDIRECT) != 0) {
                 return broken("indirect table at 0x" + Long.toHexString(tableAddr) + " entry " + index + " is itself INDIRECT (nested)");
             }
-            if (!append(index, addr, len, (flags & F_WRITE) != 0)) {
+            if (!append(c, index, addr, len, (flags & F_WRITE) != 0)) {
                 return false;
             }
             if ((flags & F_NEXT) == 0) {
@@ -316,15 +322,15 @@ public final class SplitDeviceQueue implements DeviceQueue {
         }
     }
 
-    private boolean append(int index, long addr, int len, boolean writable) {
-        int result = chain.append(memory, addr, len, writable);
+    private boolean append(DescriptorChain c, int index, long addr, int len, boolean writable) {
+        int result = c.append(memory, addr, len, writable);
         return switch (result) {
             case DescriptorChain.APPENDED -> true;
             case DescriptorChain.OUTSIDE_MEMORY -> broken("descriptor " + index + " buffer 0x" + Long.toHexString(addr) + "+"
                     + Integer.toUnsignedString(len) + " is outside guest memory or runs into a hole");
             case DescriptorChain.READABLE_AFTER_WRITABLE -> broken("descriptor " + index + " is device-readable after a writable one");
-            case DescriptorChain.TOO_LONG -> broken("chain from head " + chain.head() + " is longer than 2^32 bytes");
-            default -> broken("chain from head " + chain.head() + " has more than " + DescriptorChain.MAX_BUFFERS + " buffers");
+            case DescriptorChain.TOO_LONG -> broken("chain from head " + c.head() + " is longer than 2^32 bytes");
+            default -> broken("chain from head " + c.head() + " has more than " + DescriptorChain.MAX_BUFFERS + " buffers");
         };
     }
 
@@ -335,11 +341,25 @@ public final class SplitDeviceQueue implements DeviceQueue {
 
     @Override
     public void addUsed(DescriptorChain c, int bytesWritten) {
-        addUsed(c.token(), bytesWritten);
+        stage(c.token(), bytesWritten);
+        if (dirtyLog != null) {
+            dirtyLog.markWritten(c, Integer.toUnsignedLong(bytesWritten));
+        }
     }
 
     @Override
     public void addUsed(int token, int bytesWritten) {
+        stage(token, bytesWritten);
+        if (dirtyLog != null) {
+            // The head's descriptors still belong to the device (it has not published it): walk them again.
+            DescriptorChain c = logChain;
+            if (walk(c, token)) {
+                dirtyLog.markWritten(c, Integer.toUnsignedLong(bytesWritten));
+            }
+        }
+    }
+
+    private void stage(int token, int bytesWritten) {
         if (token < 0 || token >= size) {
             throw new IllegalArgumentException("token " + token + " is not a head of a queue of size " + size);
         }
@@ -391,8 +411,12 @@ public final class SplitDeviceQueue implements DeviceQueue {
         }
         publishedSinceCheck += staged;
         staged = 0;
+        int from = usedIdx;
         usedIdx = idx;
         soUsedIdx(idx);
+        if (usedLogAddress >= 0) {
+            logUsedElements(from, idx);
+        }
         if (track != null) {
             // Steps 3 and 4, after the used idx release store: clear the heads, then the region's used_idx.
             for (int k = 0; k < count; k++) {
@@ -402,6 +426,40 @@ public final class SplitDeviceQueue implements DeviceQueue {
             }
             track.setUsedIdx(idx);
         }
+    }
+
+    /** Marks the used elements between used idx {@code from} and {@code to} (wrapping in the ring), then idx. */
+    private void logUsedElements(int from, int to) {
+        int count = (to - from) & 0xFFFF;
+        int first = from & mask;
+        int tail = Math.min(count, size - first);
+        logUsedArea(usedRingEntry(first), (long) USED_ELEM_SIZE * tail);
+        if (count > tail) {
+            logUsedArea(usedRingEntry(0), (long) USED_ELEM_SIZE * (count - tail));
+        }
+        logUsedArea(USED_IDX, 2);
+    }
+
+    /** Marks {@code length} bytes the queue wrote at {@code offset} of the used ring, at the ring's log address. */
+    private void logUsedArea(long offset, long length) {
+        DirtyLog log = dirtyLog;
+        if (log != null && usedLogAddress >= 0) {
+            log.mark(usedLogAddress + offset, length);
+        }
+    }
+
+    @Override
+    public void logDirty(DirtyLog log, long usedLogAddress) {
+        if (log != null && logChain == null) {
+            logChain = new DescriptorChain();
+        }
+        this.dirtyLog = log;
+        this.usedLogAddress = log == null ? -1 : usedLogAddress;
+    }
+
+    @Override
+    public DirtyLog dirtyLog() {
+        return dirtyLog;
     }
 
     @Override
@@ -453,7 +511,9 @@ public final class SplitDeviceQueue implements DeviceQueue {
             cachedAvail = nextAvail;
         }
         inflight = region;
-        LOG.log(System.Logger.Level.INFO, "{0}: inflight tracking on ({1}), resuming at avail idx {2} (base was {3}),"
+        // A fresh region is every first start: worth a line only when debugging.
+        System.Logger.Level level = recovery.fresh() ? System.Logger.Level.DEBUG : System.Logger.Level.INFO;
+        LOG.log(level, "{0}: inflight tracking on ({1}), resuming at avail idx {2} (base was {3}),"
                         + " used idx {4}, {5} chains to resubmit, {6} heads of a half-published batch finished",
                 health.queueName(), recovery.fresh() ? "fresh region" : "recovered", nextAvail, startAvail, usedIdx,
                 resubmit.length, recovery.batchFinished());
@@ -499,8 +559,10 @@ public final class SplitDeviceQueue implements DeviceQueue {
         }
         if (eventIdx) {
             U16.setRelease(used, availEventOffset, (short) nextAvail);
+            logUsedArea(availEventOffset, 2);
         } else {
             U16.setRelease(used, (long) USED_FLAGS, (short) 0);
+            logUsedArea(USED_FLAGS, 2);
         }
         // Full fence: publish the request for kicks before re-reading avail idx, or a chain added
         // just now is seen by neither side and the worker sleeps on it.
@@ -512,6 +574,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
     public void disableNotification() {
         if (!eventIdx && !health.isBroken()) {
             U16.setOpaque(used, (long) USED_FLAGS, (short) USED_F_NO_NOTIFY);
+            logUsedArea(USED_FLAGS, 2);
         }
         // With EVENT_IDX, leaving avail_event behind the driver's index is what suppresses kicks.
     }

@@ -98,20 +98,23 @@ class DeviceInflightCrashTest {
         String where = "seed " + seed + " (" + kind + " IN_ORDER, size " + size + ")";
         try (CrashScenario s = new CrashScenario(kind, size, true)) {
             int kills = 0;
-            s.start(1500, KillSwitch.randomly(killer, 1500));
+            boolean restart = false;
+            try {
+                s.start(1500, KillSwitch.randomly(killer, 1500)); // may die while laying out the fresh region
+            } catch (KillSwitch.Killed e) {
+                kills++;
+                restart = true;
+            }
             while (!s.done()) {
                 try {
+                    if (restart) {
+                        restart = false;
+                        s.restart(KillSwitch.randomly(killer, 1500), rnd);
+                    }
                     s.step(rnd);
                 } catch (KillSwitch.Killed e) {
                     kills++;
-                    while (true) {
-                        try {
-                            s.restart(KillSwitch.randomly(killer, 1500), rnd);
-                            break;
-                        } catch (KillSwitch.Killed again) {
-                            kills++;
-                        }
-                    }
+                    restart = true;
                 }
             }
             s.runToEnd(rnd, where);
