@@ -32,7 +32,7 @@ import java.util.stream.Stream;
  *
  * <p>A back-end JVM takes seconds to start on a busy machine, so the next incarnations are started
  * while the current one serves, each on a socket of its own ({@code backend-g<n>.sock} in a temporary
- * directory, kept with the back-ends' logs when the run fails).
+ * directory, kept with the back-ends' logs when a run with inflight tracking fails).
  */
 final class CrashTest {
     private static final CrashPoint[] DETERMINISTIC = {CrashPoint.AFTER_MARK, CrashPoint.BETWEEN_USED_AND_CLEAR,
@@ -156,7 +156,8 @@ final class CrashTest {
             replacements.forEach(BackendProcess::close);
         }
         Result result = report();
-        if (result.passed()) {
+        // Logs are worth keeping when recovery should have held and did not; the negative control fails by design.
+        if (result.passed() || !settings.inflight()) {
             deleteQuietly(dir);
         } else {
             out.println("back-end logs kept in " + dir);
