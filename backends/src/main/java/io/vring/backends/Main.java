@@ -2,6 +2,7 @@ package io.vring.backends;
 
 import io.vring.backends.bench.BenchCommand;
 import io.vring.backends.blk.BlkCommand;
+import io.vring.backends.crash.CrashTestCommand;
 import io.vring.backends.demo.DemoCommand;
 import io.vring.backends.rng.RngCommand;
 import io.vring.backends.vsock.VsockCommand;
@@ -18,7 +19,7 @@ import picocli.CommandLine.Command;
         versionProvider = Main.PackageVersion.class,
         description = "A Java virtqueue engine and vhost-user stack.",
         subcommands = {BlkCommand.class, VsockCommand.class, RngCommand.class, DemoCommand.class, BenchCommand.class,
-                CommandLine.HelpCommand.class})
+                CrashTestCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec

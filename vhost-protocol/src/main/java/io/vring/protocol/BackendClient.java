@@ -95,6 +95,36 @@ public final class BackendClient implements AutoCloseable {
     }
 
     /**
+     * Connects to a back-end at {@code socket}, trying again with back-off (10 ms doubling to 500 ms)
+     * while nobody listens there yet, as QEMU's {@code reconnect} option does for a back-end that is
+     * restarting after a crash.
+     *
+     * @throws VhostUserException SocketConnect if no attempt succeeded within {@code giveUpAfter}
+     */
+    public static BackendClient connectWithBackoff(Path socket, Duration replyTimeout, Duration giveUpAfter) {
+        long deadline = System.nanoTime() + giveUpAfter.toNanos();
+        long pauseMillis = 10;
+        for (int attempt = 1; ; attempt++) {
+            try {
+                return connect(socket, replyTimeout);
+            } catch (VhostUserException e) {
+                if (e.kind() != VhostUserError.SocketConnect || System.nanoTime() - deadline > 0) {
+                    throw e;
+                }
+                LOG.log(Level.DEBUG, "attempt {0} to reach {1} failed, again in {2} ms: {3}", attempt, socket,
+                        pauseMillis, e.getMessage());
+            }
+            try {
+                Thread.sleep(pauseMillis);
+            } catch (InterruptedException ie) {
+                Thread.currentThread().interrupt();
+                throw new VhostUserException(VhostUserError.SocketConnect, "interrupted while reconnecting to " + socket, ie);
+            }
+            pauseMillis = Math.min(pauseMillis * 2, 500);
+        }
+    }
+
+    /**
      * Listens at {@code socket}, accepts one back-end (DPDK virtio-user's {@code server=1} role: the
      * back-end is started with {@code client=1}) and stops listening.
      *
@@ -548,6 +578,31 @@ public final class BackendClient implements AutoCloseable {
      */
     public void barrier() {
         callU64(FrontendRequest.GET_FEATURES, null);
+    }
+
+    /**
+     * Waits up to {@code timeoutMillis} for the back-end to close the connection (it exited or was
+     * killed). The back-end sends nothing unasked on this channel, so anything that arrives also means
+     * the connection is no longer usable.
+     *
+     * @return true if the connection is gone (the client is then broken), false if it is still open
+     */
+    public boolean awaitDisconnect(long timeoutMillis) {
+        synchronized (requestLock) {
+            if (brokenReason != null) {
+                return true;
+            }
+            try (Message unasked = connection.receive(timeoutMillis)) {
+                broken(new VhostUserException(VhostUserError.InvalidMessage, "back-end sent " + unasked + " unasked"));
+                return true;
+            } catch (VhostUserException e) {
+                if (e.kind() == VhostUserError.SocketRetry) {
+                    return false;
+                }
+                broken(e);
+                return true;
+            }
+        }
     }
 
     // ---- state -------------------------------------------------------------------------------

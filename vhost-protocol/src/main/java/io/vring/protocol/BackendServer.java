@@ -1,6 +1,9 @@
 package io.vring.protocol;
 
+import io.vring.engine.inflight.StoreProbe;
+
 import java.lang.System.Logger.Level;
+
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Objects;
@@ -31,13 +34,20 @@ public final class BackendServer implements AutoCloseable {
     static final Duration RETRY_MAX = Duration.ofSeconds(1);
 
     /**
-     * @param name     how logs and thread names call this server
-     * @param busyPoll run every ring's worker busy-polling (spin, yield, short parks) rather than
-     *                 sleeping on the kick eventfd; a ring set up with the NOFD bit always busy-polls
+     * @param name          how logs and thread names call this server
+     * @param busyPoll      run every ring's worker busy-polling (spin, yield, short parks) rather than
+     *                      sleeping on the kick eventfd; a ring set up with the NOFD bit always busy-polls
+     * @param inflightProbe test seam, null in production: told around every store the rings make to
+     *                      the inflight region, so a crash test's back-end can kill itself at a chosen
+     *                      instant of the protocol ({@code vring crash-test})
      */
-    public record Options(String name, boolean busyPoll) {
+    public record Options(String name, boolean busyPoll, StoreProbe inflightProbe) {
         public Options {
             Objects.requireNonNull(name, "name");
+        }
+
+        public Options(String name, boolean busyPoll) {
+            this(name, busyPoll, null);
         }
 
         /** Eventfd-driven rings, named after the socket file. */
@@ -46,7 +56,11 @@ public final class BackendServer implements AutoCloseable {
         }
 
         public Options withBusyPoll(boolean busy) {
-            return new Options(name, busy);
+            return new Options(name, busy, inflightProbe);
+        }
+
+        public Options withInflightProbe(StoreProbe probe) {
+            return new Options(name, busyPoll, probe);
         }
     }
 

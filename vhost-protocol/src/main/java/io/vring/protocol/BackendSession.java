@@ -685,7 +685,7 @@ final class BackendSession {
     private void replaceInflight(SharedMemory mapping, InflightBuffer buffer) {
         dropInflight();
         inflightMapping = mapping;
-        inflight = buffer;
+        inflight = options.inflightProbe() == null ? buffer : buffer.withProbe(options.inflightProbe());
     }
 
     private void dropInflight() {

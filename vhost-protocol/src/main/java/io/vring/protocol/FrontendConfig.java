@@ -69,6 +69,14 @@ public record FrontendConfig(long features, long protocolFeatures, int queueCoun
                 maxIndirect, guestBase, backendEvents);
     }
 
+    /**
+     * The same with INFLIGHT_SHMFD wanted too: the device gets an inflight region from the back-end
+     * and hands it back on every start, so a back-end restarted after a crash can resubmit requests.
+     */
+    public FrontendConfig withInflight() {
+        return withProtocolFeatures(protocolFeatures | ProtocolFeatures.bit(ProtocolFeatures.INFLIGHT_SHMFD));
+    }
+
     public FrontendConfig withBusyPoll(boolean busyPoll) {
         return new FrontendConfig(features, protocolFeatures, queueCount, queueSize, busyPoll, dataBytesPerRing,
                 maxIndirect, guestBase, backendEvents);

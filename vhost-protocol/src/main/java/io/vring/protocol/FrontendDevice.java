@@ -58,6 +58,16 @@ import java.util.List;
  * back-end has applied it (its ack, or a GET_FEATURES barrier without REPLY_ACK); only then is a
  * removed region unmapped. Buffers in a region being removed must have been collected first.
  *
+ * <p><b>Inflight tracking</b> (INFLIGHT_SHMFD, when the config asks for it and the back-end offers it):
+ * GET_INFLIGHT_FD once, after SET_FEATURES on the first start; the region is kept for the life of the
+ * device and sent back with SET_INFLIGHT_FD before the memory table on every start, resume and
+ * reconnect, as QEMU does.
+ *
+ * <p><b>Reconnect</b> ({@link #reconnect}): the back-end died under running rings (no GET_VRING_BASE
+ * possible). As QEMU, each ring resumes from its used side (split: the used index in the ring; packed:
+ * the driver's own used position), and the whole start sequence runs on the new connection; with
+ * inflight tracking the back-end then resubmits what its predecessor left unfinished.
+ *
  * <p>{@link #close()} closes everything it owns: back-end client, back-end channel, rings' eventfds,
  * regions. Not thread-safe: one control thread; each ring's queue belongs to one data thread.
  */
@@ -79,6 +89,8 @@ public final class FrontendDevice implements AutoCloseable {
     private final List<FrontendRing> rings = new ArrayList<>();
     private BackendClient backend;
     private FrontendServer backendChannel;
+    /** The inflight region from GET_INFLIGHT_FD, kept across reconnects; null without inflight tracking. */
+    private BackendClient.InflightArea inflight;
     private long features;
     private int maxMemSlots;
     private boolean running;
@@ -101,6 +113,7 @@ public final class FrontendDevice implements AutoCloseable {
         try {
             device.handshake(-1);
             device.createMemoryAndRings();
+            device.sendInflight();
             device.sendMemoryTable();
             device.startRings();
             return device;
@@ -263,6 +276,7 @@ public final class FrontendDevice implements AutoCloseable {
         closeBackend();
         backend = next;
         handshake(features);
+        sendInflight();
         if (state != null) {
             backend.loadDeviceState(state);
         }
@@ -272,38 +286,40 @@ public final class FrontendDevice implements AutoCloseable {
 
     /**
      * Starts the device again on {@code next} after the back-end went away without GET_VRING_BASE
-     * (it crashed or was restarted), as QEMU does (reference §6.2): each split ring resumes at the
-     * used index the lost back-end last published, so a new back-end re-reads every chain the old
-     * one took but never completed. The rings' memory and eventfds are the same; the old client is
-     * closed. Without inflight tracking a chain completed out of order before the loss is executed
-     * again (QEMU's behaviour too): a device that cares negotiates INFLIGHT_SHMFD.
+     * (it crashed or was killed), as QEMU does (reference §6.2): each ring resumes from its used side,
+     * split at the used index the lost back-end last published in the ring, packed at the driver's own
+     * used position for both avail and used, so a new back-end re-reads every chain the old one took
+     * but never completed. Then the start sequence runs on {@code next}, SET_INFLIGHT_FD with the
+     * region kept from the first start included; the rings' memory and eventfds are the same, the old
+     * client is closed. Without inflight tracking a chain completed out of order before the loss is
+     * executed again or lost (QEMU's behaviour too): a device that cares negotiates INFLIGHT_SHMFD.
      *
-     * @throws VhostUserException InvalidOperation for packed rings (the driver's used position is not
-     *                            exposed by the engine yet), or if the old back-end still answers
+     * @throws VhostUserException InvalidOperation if the old back-end still answers
      */
     public void reconnect(BackendClient next) {
         if (running && !backend.isBroken()) {
             throw new VhostUserException(VhostUserError.InvalidOperation,
                     "the back-end still answers: stop() and resume() move a device that is alive");
         }
-        if (ringKind() == RingKind.PACKED) {
-            throw new VhostUserException(VhostUserError.InvalidOperation,
-                    "reconnect of packed rings needs the driver's used position, which the engine does not expose yet");
-        }
-        FrontendRegion ringRegion = regions.getFirst();
         for (FrontendRing ring : rings) {
-            long usedIdxGpa = ring.placement().rings().deviceArea() + SplitLayout.USED_IDX;
-            short usedIdx = (short) USED_IDX.getAcquire(ringRegion.segment(), usedIdxGpa - ringRegion.guestPhysicalAddress());
-            ring.base(Short.toUnsignedInt(usedIdx));
+            ring.base(usedSideBase(ring));
         }
         running = false;
         resume(next, null);
     }
 
-    /** Closes the back-end client and channel, the rings' eventfds and the regions. Idempotent. */
+    /** The inflight region kept for SET_INFLIGHT_FD, or null if inflight tracking is not in use. */
+    public BackendClient.InflightArea inflight() {
+        return inflight;
+    }
+
+    /** Closes the back-end client and channel, the rings' eventfds, the regions and the inflight region. Idempotent. */
     @Override
     public void close() {
         running = false;
+        if (inflight != null) {
+            inflight.close();
+        }
         closeBackend();
         for (FrontendRing ring : rings) {
             ring.close();
@@ -444,6 +460,34 @@ public final class FrontendDevice implements AutoCloseable {
             backend.setStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
         }
         running = true;
+    }
+
+    /**
+     * GET_INFLIGHT_FD the first time (if the config asks for INFLIGHT_SHMFD and it was negotiated),
+     * then SET_INFLIGHT_FD with the kept region on every start.
+     */
+    private void sendInflight() {
+        if (!backend.has(ProtocolFeatures.INFLIGHT_SHMFD)) {
+            return;
+        }
+        if (inflight == null) {
+            inflight = backend.getInflightFd(config.queueCount(), config.queueSize());
+            if (inflight == null) {
+                return;
+            }
+        }
+        backend.setInflightFd(inflight);
+    }
+
+    /** SET_VRING_BASE after a lost back-end: split the used idx in the ring, packed our used position for both sides. */
+    private int usedSideBase(FrontendRing ring) {
+        if (ring.kind() == RingKind.PACKED) {
+            int position = ring.queue().usedPosition();
+            return position | position << 16;
+        }
+        FrontendRegion region = regions.getFirst();
+        long offset = ring.placement().rings().deviceArea() - region.guestPhysicalAddress() + SplitLayout.USED_IDX;
+        return Short.toUnsignedInt((short) USED_IDX.getAcquire(region.segment(), offset));
     }
 
     /** Without REPLY_ACK a memory change is fire-and-forget: a GET_FEATURES round trip says it was applied. */

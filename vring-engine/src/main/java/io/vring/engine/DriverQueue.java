@@ -68,6 +68,13 @@ public interface DriverQueue {
     /** Chains submitted and not yet collected. */
     int outstanding();
 
+    /**
+     * Where the driver reads its next used entry: split the used index it has collected up to,
+     * packed slot | wrap << 15. A front-end whose back-end died without inflight tracking resumes the
+     * ring from the used side (QEMU, reference §6.2); packed needs this, since its ring holds no index.
+     */
+    int usedPosition();
+
     /** The queue's broken state, shared by every queue kind. */
     QueueHealth health();
 

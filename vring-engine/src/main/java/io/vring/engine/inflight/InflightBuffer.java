@@ -75,6 +75,15 @@ public final class InflightBuffer {
         return new InflightBuffer(kind, segment, numQueues, queueSize, probe);
     }
 
+    /**
+     * Test seam: the same mapping, whose queues tell {@code probe} around every store they make to
+     * it, so a crash test can stop a back-end at a chosen instant of the inflight protocol. A buffer
+     * made by {@link #of} has no probe and pays one null check per store.
+     */
+    public InflightBuffer withProbe(StoreProbe probe) {
+        return new InflightBuffer(kind, segment, numQueues, queueSize, probe);
+    }
+
     private static void requireGeometry(RingKind kind, int numQueues, int queueSize) {
         int maxSize = kind == RingKind.PACKED ? PackedLayout.MAX_QUEUE_SIZE : SplitLayout.MAX_QUEUE_SIZE;
         if (numQueues < 1 || numQueues > 0xFFFF || !kind.isValidSize(queueSize)) {

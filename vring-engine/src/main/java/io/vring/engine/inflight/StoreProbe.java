@@ -2,10 +2,11 @@ package io.vring.engine.inflight;
 
 /**
  * Test seam: told around every store an inflight queue makes to its region, so a crash test can copy
- * the region at each instant a SIGKILL could land, or stop the back-end there. Production queues
- * have none (a null check on a final field per store).
+ * the region at each instant a SIGKILL could land, or stop the back-end there (the engine's crash
+ * tests in-process; {@code vring crash-test}'s back-end process through {@link InflightBuffer#withProbe}).
+ * Production queues have none (a null check on a final field per store).
  */
-interface StoreProbe {
+public interface StoreProbe {
     /** One store to the region has just been made. */
     void stored();
 

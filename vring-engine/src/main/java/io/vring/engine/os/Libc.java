@@ -117,6 +117,8 @@ public final class Libc {
     public static final int EINVAL = 22;
     /** Too many open files in this process. */
     public static final int EMFILE = 24;
+    /** Signal 9: ends a process at once, nothing runs after it (kill -9). */
+    public static final int SIGKILL = 9;
 
     private static final Linker LINKER = Linker.nativeLinker();
     private static final SymbolLookup LIBC = LINKER.defaultLookup();
@@ -142,6 +144,8 @@ public final class Libc {
     private static final MethodHandle POLL_UNCAPTURED = uncapturedDowncall("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle CLOSE = downcall("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final MethodHandle GETPID = downcall("getpid", FunctionDescriptor.of(JAVA_INT));
+    /** int kill(pid_t pid, int sig). */
+    private static final MethodHandle KILL = downcall("kill", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
     /** int socketpair(int domain, int type, int protocol, int sv[2]). */
     private static final MethodHandle SOCKETPAIR = downcall("socketpair",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
@@ -629,6 +633,25 @@ public final class Libc {
             return new int[] {fds.getAtIndex(JAVA_INT, 0), fds.getAtIndex(JAVA_INT, 1)};
         } catch (Throwable t) {
             throw rethrow(t);
+        }
+    }
+
+    /**
+     * {@code kill(pid, sig)}: sends a signal, e.g. {@link #SIGKILL} to a back-end in a crash test (or to
+     * ourselves: SIGKILL to our own pid does not return).
+     *
+     * @throws NativeCallException ESRCH if no such process, EPERM if not allowed
+     */
+    public static void kill(int pid, int sig) {
+        ThreadScratch s = SCRATCH.get();
+        int r;
+        try {
+            r = (int) KILL.invokeExact(s.capture, pid, sig);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (r != 0) {
+            throw failure(s, "kill", "pid=" + pid + ", sig=" + sig);
         }
     }
 

@@ -430,6 +430,11 @@ public final class PackedDriverQueue implements DriverQueue {
     }
 
     @Override
+    public int usedPosition() {
+        return usedSlot | usedWrap << 15;
+    }
+
+    @Override
     public QueueHealth health() {
         return health;
     }

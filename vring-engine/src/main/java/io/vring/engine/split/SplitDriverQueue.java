@@ -418,6 +418,11 @@ public final class SplitDriverQueue implements DriverQueue {
     }
 
     @Override
+    public int usedPosition() {
+        return lastUsed;
+    }
+
+    @Override
     public QueueHealth health() {
         return health;
     }

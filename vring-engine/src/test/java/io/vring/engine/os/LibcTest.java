@@ -31,6 +31,22 @@ class LibcTest {
     }
 
     @Test
+    void killNineEndsAChildProcessAtOnce() throws Exception {
+        Process child = new ProcessBuilder("sleep", "60").start();
+        try {
+            Libc.kill((int) child.pid(), Libc.SIGKILL);
+            assertTrue(child.waitFor(10, java.util.concurrent.TimeUnit.SECONDS), "the child ended");
+            assertEquals(128 + Libc.SIGKILL, child.exitValue(), "ended by signal 9");
+            // A reaped pid names no process (pid reuse within this instant is not a concern for a test).
+            NativeCallException e = assertThrows(NativeCallException.class, () -> Libc.kill((int) child.pid(), Libc.SIGKILL));
+            assertEquals("kill", e.call());
+            assertEquals(3, e.errno(), "ESRCH");
+        } finally {
+            child.destroyForcibly();
+        }
+    }
+
+    @Test
     void preadAndPwriteMoveBytesAtAFileOffsetWithoutMovingThePosition() {
         int fd = Libc.memfdCreate("libc-pread", Libc.MFD_CLOEXEC);
         try (Arena arena = Arena.ofConfined()) {
