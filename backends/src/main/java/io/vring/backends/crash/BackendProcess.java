@@ -11,10 +11,11 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
- * One incarnation of the crash test's back-end: a child JVM running {@link CrashBackend}, its output
- * in a log file next to the socket. The front-end kills it with {@code kill -9} of its pid.
+ * One incarnation of a back-end in a child JVM, its output in a log file, so that a test can kill it
+ * with {@code kill -9} of its pid: the crash test's {@link CrashBackend}, or any back-end's command
+ * line ({@link #start(Path, int, Class, List)}, e.g. {@code vring blk} under a real QEMU).
  */
-final class BackendProcess implements AutoCloseable {
+public final class BackendProcess implements AutoCloseable {
     private final Process process;
     private final Path log;
     private final int generation;
@@ -28,6 +29,20 @@ final class BackendProcess implements AutoCloseable {
     /** Starts generation {@code generation} on {@code socket} with its crash point. */
     static BackendProcess start(Path socket, int generation, CrashPoint point, long armAfter, long seed,
                                 boolean inflight) throws IOException {
+        List<String> args = new ArrayList<>(List.of(
+                "--socket", socket.toString(), "--generation", Integer.toString(generation),
+                "--point", point.cliName(), "--arm-after", Long.toString(armAfter), "--seed", Long.toString(seed)));
+        if (!inflight) {
+            args.add("--no-inflight");
+        }
+        return start(socket.resolveSibling("backend-g" + generation + ".log"), generation, CrashBackend.class, args);
+    }
+
+    /**
+     * Starts generation {@code generation}: {@code main} of {@code mainClass} with {@code args}, on this
+     * JVM's class path, its standard output and error (the server's log included) in {@code log}.
+     */
+    public static BackendProcess start(Path log, int generation, Class<?> mainClass, List<String> args) throws IOException {
         String java = ProcessHandle.current().info().command()
                 .orElseThrow(() -> new IllegalStateException("cannot tell which java binary runs this JVM"));
         List<String> command = new ArrayList<>(List.of(java,
@@ -35,31 +50,26 @@ final class BackendProcess implements AutoCloseable {
                 "--sun-misc-unsafe-memory-access=allow",
                 // A small, quick-starting JVM: it is started once per trial on a shared machine.
                 "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto",
-                "-cp", System.getProperty("java.class.path"), CrashBackend.class.getName(),
-                "--socket", socket.toString(), "--generation", Integer.toString(generation),
-                "--point", point.cliName(), "--arm-after", Long.toString(armAfter), "--seed", Long.toString(seed)));
-        if (!inflight) {
-            command.add("--no-inflight");
-        }
-        Path log = socket.resolveSibling("backend-g" + generation + ".log");
+                "-cp", System.getProperty("java.class.path"), mainClass.getName()));
+        command.addAll(args);
         Process process = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile()).start();
         return new BackendProcess(process, log, generation);
     }
 
-    int generation() {
+    public int generation() {
         return generation;
     }
 
-    long pid() {
+    public long pid() {
         return process.pid();
     }
 
-    boolean isAlive() {
+    public boolean isAlive() {
         return process.isAlive();
     }
 
     /** {@code kill -9 <pid>}, from the front-end. A process already gone is not an error. */
-    void killNine() {
+    public void killNine() {
         try {
             Libc.kill((int) process.pid(), Libc.SIGKILL);
         } catch (NativeCallException e) {
@@ -70,12 +80,12 @@ final class BackendProcess implements AutoCloseable {
     }
 
     /** Waits for the process to end; its exit status (137 after SIGKILL), or -1 if it is still running. */
-    int awaitExit(long timeoutMillis) throws InterruptedException {
+    public int awaitExit(long timeoutMillis) throws InterruptedException {
         return process.waitFor(timeoutMillis, TimeUnit.MILLISECONDS) ? process.exitValue() : -1;
     }
 
     /** The lines the process printed (its own crash-point notes, the server's log). */
-    List<String> logLines() {
+    public List<String> logLines() {
         try {
             return Files.readAllLines(log);
         } catch (IOException e) {

@@ -94,10 +94,22 @@ public final class QemuGuest implements AutoCloseable {
 
         /** A vhost-user device, e.g. {@code vhostUser("vhost-user-rng-pci", socket, "packed=on")}. */
         public Builder vhostUser(String deviceType, Path socket, String... properties) {
+            return vhostUser(deviceType, "socket,path=" + socket, properties);
+        }
+
+        /**
+         * A vhost-user device whose back-end may die: QEMU connects again {@code reconnectSeconds}
+         * after the socket closes, and again each second until a back-end listens on the path.
+         */
+        public Builder vhostUserReconnecting(String deviceType, Path socket, int reconnectSeconds, String... properties) {
+            return vhostUser(deviceType, "socket,path=" + socket + ",reconnect=" + reconnectSeconds, properties);
+        }
+
+        private Builder vhostUser(String deviceType, String chardevOptions, String... properties) {
             String chardev = "c" + chardevs++;
             List<String> device = new ArrayList<>(List.of(deviceType, "chardev=" + chardev));
             device.addAll(List.of(properties));
-            devices.addAll(List.of("-chardev", "socket,id=" + chardev + ",path=" + socket,
+            devices.addAll(List.of("-chardev", chardevOptions.replaceFirst("^socket,", "socket,id=" + chardev + ","),
                     "-device", String.join(",", device)));
             return this;
         }
@@ -180,6 +192,11 @@ public final class QemuGuest implements AutoCloseable {
             }
             TimeUnit.NANOSECONDS.timedWait(this, left);
         }
+    }
+
+    /** Passes over what was printed so far: the next {@link #awaitLine} sees only lines that come after now. */
+    public synchronized void skipPrinted() {
+        cursor = lines.size();
     }
 
     /** The lines the guest printed between {@code <tag>-BEGIN} and {@code <tag>-END}. */
