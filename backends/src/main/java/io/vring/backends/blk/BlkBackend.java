@@ -30,8 +30,16 @@ import java.nio.charset.StandardCharsets;
  */
 public final class BlkBackend implements Backend, AutoCloseable {
     private static final System.Logger LOG = System.getLogger(BlkBackend.class.getName());
-    /** Most data segments per request, for the driver (config seg_max); a request may still arrive wider. */
-    static final int SEG_MAX = 254;
+    /**
+     * Most data segments per request, for the driver (config seg_max). A chain must not be longer
+     * than the queue (the engine refuses an indirect table with more entries than the ring), and
+     * Linux's virtio_blk sizes its indirect tables from seg_max alone, plus the header and the status:
+     * 126 + 2 fits the smallest ring QEMU gives vhost-user-blk by default (128). With 254, a guest
+     * whose I/O piled up (e.g. while the back-end restarted) merged requests into 130-entry tables
+     * and the queue broke (BlkGuestKillTest). QEMU's own virtio-blk keeps seg_max at queue size - 2
+     * for the same reason.
+     */
+    static final int SEG_MAX = 126;
     /** Most sectors one DISCARD / WRITE_ZEROES range may cover (512 MiB). */
     static final long MAX_RANGE_SECTORS = 1L << 20;
     /** The largest ring the device takes (QEMU's vhost-user-blk allows up to 1024). */

@@ -75,12 +75,16 @@ class BlkGuestKillTest {
                 .program("/io/vring/backends/blk/blk_kill_guest.c").script(script)
                 .writeTo(dir.resolve("initramfs.cpio.gz"));
         Path socket = dir.resolve("blk.sock");
+        // The back-ends' logs stay after the run, next to the guest's console: they are the evidence.
+        Path logs = Path.of("target", "guest-logs").toAbsolutePath();
+        Files.createDirectories(logs);
+        String name = "blk-kill-" + kind.name().toLowerCase();
 
         List<BackendProcess> backends = new ArrayList<>();
         long started = System.nanoTime();
         try {
-            backends.add(startBackend(dir, socket, image, 0));
-            try (QemuGuest guest = QemuGuest.builder(kit, initramfs, "blk-kill-" + kind.name().toLowerCase())
+            backends.add(startBackend(logs.resolve(name + "-backend-g0.log"), socket, image, 0));
+            try (QemuGuest guest = QemuGuest.builder(kit, initramfs, name)
                     .ceiling(Duration.ofSeconds(150))
                     .vhostUserReconnecting("vhost-user-blk-pci", socket, 1, kind == RingKind.PACKED ? "packed=on" : "packed=off")
                     .start()) {
@@ -91,7 +95,7 @@ class BlkGuestKillTest {
                     victim.killNine();
                     assertEquals(137, victim.awaitExit(10_000), "generation " + victim.generation() + " died of SIGKILL");
                     long killedAt = System.nanoTime();
-                    backends.add(startBackend(dir, socket, image, k));
+                    backends.add(startBackend(logs.resolve(name + "-backend-g" + k + ".log"), socket, image, k));
                     System.out.printf("BlkGuestKillTest %s: kill %d at %.1f s, generation %d listening %d ms later%n", kind, k,
                             seconds(killedAt - started), k, TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - killedAt));
                     Thread.sleep(SETTLE_AFTER_RESTART);
@@ -111,6 +115,10 @@ class BlkGuestKillTest {
                 assertEquals(List.of(), console.stream().filter(l -> l.contains("I/O error") || l.contains("is not a head")).toList(),
                         "the guest kernel saw no failed or doubly completed request");
             }
+            for (BackendProcess b : backends) {
+                assertEquals(List.of(), b.logLines().stream().filter(l -> l.contains("is broken")).toList(),
+                        "no queue of back-end generation " + b.generation() + " broke");
+            }
             int resubmitted = 0;
             for (BackendProcess b : backends.subList(1, backends.size())) {
                 int n = resubmittedBy(b);
@@ -127,9 +135,9 @@ class BlkGuestKillTest {
         assertImageHoldsLastPass(image, seed);
     }
 
-    private static BackendProcess startBackend(Path dir, Path socket, Path image, int generation)
+    private static BackendProcess startBackend(Path log, Path socket, Path image, int generation)
             throws IOException, InterruptedException {
-        BackendProcess b = BackendProcess.start(dir.resolve("backend-g" + generation + ".log"), generation, Main.class,
+        BackendProcess b = BackendProcess.start(log, generation, Main.class,
                 List.of("blk", "--socket", socket.toString(), "--image", image.toString(), "--serial", "vring-kill-" + generation));
         long deadline = System.nanoTime() + STEP.toNanos();
         while (b.logLines().stream().noneMatch(l -> l.startsWith("vring blk: listening on"))) {
