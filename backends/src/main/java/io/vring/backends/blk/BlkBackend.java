@@ -25,8 +25,9 @@ import java.nio.charset.StandardCharsets;
  * slot back through the ring's completion queue and wakes the worker ({@link RingHandle#wakeUp()}),
  * whose next {@code process} stages the used entry. Nothing on the ring worker allocates.
  *
- * <p>IN_ORDER is not offered: requests finish in the disk's order. Not yet: the inflight region
- * (crash recovery), so a restarted back-end relies on the front-end to resubmit.
+ * <p>IN_ORDER is not offered: requests finish in the disk's order. INFLIGHT_SHMFD is: a request
+ * can run again, so a restarted back-end gets what its killed predecessor had in flight resubmitted
+ * first (BlkGuestKillTest kills it under QEMU with a guest verifying every byte).
  */
 public final class BlkBackend implements Backend, AutoCloseable {
     private static final System.Logger LOG = System.getLogger(BlkBackend.class.getName());
