@@ -27,14 +27,7 @@ class DeviceInflightCrashTest {
     private static final long BASE_SEED = Long.getLong("vring.test.seed", System.nanoTime());
 
     static Stream<Arguments> everyStore() {
-        System.out.println("DeviceInflightCrashTest.everyStore base seed " + BASE_SEED + " (-Dvring.test.seed=" + BASE_SEED + ")");
-        List<Arguments> all = new ArrayList<>();
-        for (RingKind kind : RingKind.values()) {
-            for (int i = 0; i < 2; i++) {
-                all.add(Arguments.of(kind, BASE_SEED + i));
-            }
-        }
-        return all.stream();
+        return seedsPerKind("everyStore", 0, 2);
     }
 
     @ParameterizedTest(name = "{0} seed {1}")
@@ -75,14 +68,7 @@ class DeviceInflightCrashTest {
     }
 
     static Stream<Arguments> inOrderKills() {
-        System.out.println("DeviceInflightCrashTest.inOrderKills base seed " + BASE_SEED + " (-Dvring.test.seed=" + BASE_SEED + ")");
-        List<Arguments> all = new ArrayList<>();
-        for (RingKind kind : RingKind.values()) {
-            for (int i = 0; i < 3; i++) {
-                all.add(Arguments.of(kind, BASE_SEED + 200 + i));
-            }
-        }
-        return all.stream();
+        return seedsPerKind("inOrderKills", 200, 3);
     }
 
     /**
@@ -98,25 +84,14 @@ class DeviceInflightCrashTest {
         String where = "seed " + seed + " (" + kind + " IN_ORDER, size " + size + ")";
         try (CrashScenario s = new CrashScenario(kind, size, true)) {
             int kills = 0;
-            boolean restart = false;
+            boolean killedAtStart = false;
             try {
                 s.start(1500, KillSwitch.randomly(killer, 1500)); // may die while laying out the fresh region
             } catch (KillSwitch.Killed e) {
                 kills++;
-                restart = true;
+                killedAtStart = true;
             }
-            while (!s.done()) {
-                try {
-                    if (restart) {
-                        restart = false;
-                        s.restart(KillSwitch.randomly(killer, 1500), rnd);
-                    }
-                    s.step(rnd);
-                } catch (KillSwitch.Killed e) {
-                    kills++;
-                    restart = true;
-                }
-            }
+            kills += runThroughRandomKills(s, rnd, killer, killedAtStart);
             s.runToEnd(rnd, where);
             System.out.println("DeviceInflightCrashTest " + where + ": " + kills + " kills");
             assertTrue(kills > 0, where + ": never killed");
@@ -124,14 +99,7 @@ class DeviceInflightCrashTest {
     }
 
     static Stream<Arguments> repeatedKills() {
-        System.out.println("DeviceInflightCrashTest.repeatedKills base seed " + BASE_SEED + " (-Dvring.test.seed=" + BASE_SEED + ")");
-        List<Arguments> all = new ArrayList<>();
-        for (RingKind kind : RingKind.values()) {
-            for (int i = 0; i < 6; i++) {
-                all.add(Arguments.of(kind, BASE_SEED + 100 + i));
-            }
-        }
-        return all.stream();
+        return seedsPerKind("repeatedKills", 100, 6);
     }
 
     /**
@@ -153,25 +121,48 @@ class DeviceInflightCrashTest {
             while (s.completed() < prelude) {
                 s.step(rnd);
             }
-            int kills = 0;
-            boolean restart = true; // the end of the prelude is a clean drop of the queue object
-            while (!s.done()) {
-                try {
-                    if (restart) {
-                        restart = false;
-                        s.restart(KillSwitch.randomly(killer, 1500), rnd);
-                    }
-                    s.step(rnd);
-                } catch (KillSwitch.Killed e) {
-                    kills++;
-                    restart = true;
-                }
-            }
+            // The end of the prelude is a clean drop of the queue object: the run starts with a restart.
+            int kills = runThroughRandomKills(s, rnd, killer, true);
             s.runToEnd(rnd, where);
             System.out.println("DeviceInflightCrashTest " + where + ": " + kills + " kills, " + s.incarnations
                     + " incarnations");
             assertTrue(kills > 0, where + ": never killed");
             assertEquals(kills + 2, s.incarnations, where + ": the first, the clean restart, one per kill");
         }
+    }
+
+    /**
+     * Steps {@code s} to the end while the back-end is killed at random region stores (1 in 1500),
+     * restarting it after each kill (and first, if {@code restartFirst}); returns the kills.
+     */
+    private static int runThroughRandomKills(CrashScenario s, SplittableRandom rnd, SplittableRandom killer,
+                                             boolean restartFirst) {
+        int kills = 0;
+        boolean restart = restartFirst;
+        while (!s.done()) {
+            try {
+                if (restart) {
+                    restart = false;
+                    s.restart(KillSwitch.randomly(killer, 1500), rnd);
+                }
+                s.step(rnd);
+            } catch (KillSwitch.Killed e) {
+                kills++;
+                restart = true;
+            }
+        }
+        return kills;
+    }
+
+    /** {@code count} seeds per ring kind from BASE_SEED + {@code offset}; prints the base seed to replay. */
+    private static Stream<Arguments> seedsPerKind(String source, int offset, int count) {
+        System.out.println("DeviceInflightCrashTest." + source + " base seed " + BASE_SEED + " (-Dvring.test.seed=" + BASE_SEED + ")");
+        List<Arguments> all = new ArrayList<>();
+        for (RingKind kind : RingKind.values()) {
+            for (int i = 0; i < count; i++) {
+                all.add(Arguments.of(kind, BASE_SEED + offset + i));
+            }
+        }
+        return all.stream();
     }
 }
