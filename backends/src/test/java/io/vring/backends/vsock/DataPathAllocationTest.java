@@ -18,11 +18,18 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /**
  * The device's data path allocates nothing once warm: the rx and tx ring workers move megabytes
- * both ways (host socket reads and writes, credit updates, backlog) without a byte of heap. The
- * smallest of three measured rounds counts, since a one-time JIT event can land in any one of them.
+ * both ways (host socket reads and writes, credit updates, backlog) without a byte of heap.
+ *
+ * <p>Rounds of 2 MiB each way run until each worker has had a round without an allocation, at most
+ * {@value #MAX_ROUNDS}. HotSpot charges some of its own JIT work to the thread whose method got hot
+ * (bursts of a few KiB of Strings at a method's entry, seen with JFR and -XX:-UseTLAB just before the
+ * method's C2 compilation), so any one round on a loaded machine may carry one; an allocation on the
+ * data path itself shows up in every round and fails the test.
  */
 @Timeout(120)
 class DataPathAllocationTest {
+    private static final int MAX_ROUNDS = 12;
+
     @TempDir
     Path dir;
 
@@ -37,7 +44,7 @@ class DataPathAllocationTest {
             HostEnd host = HostEnd.accept(server);
             byte[] block = GuestToHostTest.bytes(new SplittableRandom(1), 2 << 20);
             long[] best = {Long.MAX_VALUE, Long.MAX_VALUE};
-            for (int round = 0; round < 5; round++) {
+            for (int round = 0; round < MAX_ROUNDS && (best[0] > 0 || best[1] > 0); round++) {
                 long[] before = driver.workerAllocations();
                 long receivedBefore = socket.receivedTotal;
                 Future<byte[]> read = io.submit(() -> host.read(block.length));
@@ -46,11 +53,12 @@ class DataPathAllocationTest {
                     return null;
                 });
                 socket.write(block, 32 * 1024);
-                guest.await(() -> socket.receivedTotal == receivedBefore + block.length, "round " + 0);
+                int r = round;
+                guest.await(() -> socket.receivedTotal == receivedBefore + block.length, "round " + r);
                 assertArrayEquals(block, read.get(20, TimeUnit.SECONDS));
                 write.get(20, TimeUnit.SECONDS);
                 long[] after = driver.workerAllocations();
-                if (round >= 2) { // rounds 0 and 1 warm up (JIT, backlog, lazily built JDK structures)
+                if (round >= 2) { // rounds 0 and 1 warm up (class loading, backlog, lazily built JDK structures)
                     best[0] = Math.min(best[0], after[0] - before[0]);
                     best[1] = Math.min(best[1], after[1] - before[1]);
                 }
@@ -58,8 +66,8 @@ class DataPathAllocationTest {
                         after[1] - before[1]);
             }
             host.close();
-            assertEquals(0, best[0], "rx worker allocated while moving 2 MiB host-to-guest");
-            assertEquals(0, best[1], "tx worker allocated while moving 2 MiB guest-to-host");
+            assertEquals(0, best[0], "rx worker allocated in every round of 2 MiB host-to-guest");
+            assertEquals(0, best[1], "tx worker allocated in every round of 2 MiB guest-to-host");
         }
     }
 }

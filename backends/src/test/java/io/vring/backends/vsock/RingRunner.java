@@ -11,7 +11,7 @@ import java.util.concurrent.locks.LockSupport;
 /**
  * Stands in for the control plane's ring worker in tests: one thread per ring that calls
  * {@link Backend#process}, publishes, and parks when idle until {@link #wakeUp()} (or 200 µs, since
- * the test driver does not kick). Kept until {@code BackendServer} lands on main.
+ * the test driver does not kick), so device tests run without a control plane.
  */
 final class RingRunner implements RingHandle, AutoCloseable {
     private final int queueIndex;
