@@ -31,6 +31,10 @@ import java.util.TreeSet;
 public final class ReportWriter {
     /** Goals from the benchmark issue. */
     static final double GOAL_VS_JCTOOLS = 0.5, GOAL_VS_AGRONA = 3.0, GOAL_RTT_P50 = 1.5;
+    /** Issue 6: vsock stream throughput at least half a plain UNIX socket pair's. */
+    static final double GOAL_VSOCK_VS_SOCKETPAIR = 0.5;
+    /** Bytes one VsockStreams throughput op moves (VsockStreams.BLOCK). */
+    static final int VSOCK_BLOCK = 64 * 1024;
 
     /** One JMH result: benchmark as {@code Class.method}, its params, primary and secondary metrics. */
     record Result(String benchmark, Map<String, String> params, String mode, double score, double error,
@@ -143,6 +147,7 @@ public final class ReportWriter {
         latencyTable(results, md, gc);
         controlPlaneTable(results, md);
         inflightTable(results, md);
+        vsockTable(results, md, gc);
         notificationTable(results, md);
         goals(results, md, gc);
         for (String plot : plots) {
@@ -240,6 +245,69 @@ public final class ReportWriter {
         md.append('\n');
     }
 
+    /**
+     * VsockStreams: guest-to-host and host-to-guest stream throughput through the Java driver, the
+     * device and BackendServer, next to a UNIX socket pair moving the same 64 KiB writes; connection
+     * set-ups per second next to a UNIX connect + accept + close.
+     */
+    private static void vsockTable(List<Result> results, StringBuilder md, boolean gc) {
+        List<Result> up = find(results, "VsockStreams.guestToHost");
+        List<Result> down = find(results, "VsockStreams.hostToGuest");
+        Optional<Result> pairWrite = find(results, "VsockStreams.pairWrite").stream().findFirst();
+        Optional<Result> pairRead = find(results, "VsockStreams.pairRead").stream().findFirst();
+        if (!up.isEmpty() || !down.isEmpty()) {
+            md.append("## vsock streams (64 KiB writes, Gbit/s; Java driver → vhost-user → VsockDevice → UNIX socket)\n\n");
+            md.append("| direction | ring | vring Gbit/s | UNIX socket pair Gbit/s | × socket pair |")
+                    .append(gc ? " vring B/op | pair B/op |" : "").append('\n');
+            md.append("|---|---|---:|---:|---:|").append(gc ? "---:|---:|" : "").append('\n');
+            for (Result r : concat(up, down)) {
+                boolean guestToHost = r.benchmark.endsWith("guestToHost");
+                Optional<Result> pair = guestToHost ? pairWrite : pairRead;
+                md.append("| ").append(guestToHost ? "guest → host" : "host → guest").append(" | ")
+                        .append(r.param("ring")).append(" | ").append(gbit(r.score, r.error)).append(" | ")
+                        .append(pair.map(p -> gbit(p.score, p.error)).orElse("–")).append(" | ")
+                        .append(pair.map(p -> ratio(r.score, p.score)).orElse("–")).append(" |");
+                if (gc) {
+                    md.append(' ').append(bytes(r.secondaryScore("gc.alloc.rate.norm"))).append(" | ")
+                            .append(pair.map(p -> bytes(p.secondaryScore("gc.alloc.rate.norm"))).orElse("–")).append(" |");
+                }
+                md.append('\n');
+            }
+            md.append('\n');
+        }
+        List<Result> setups = concat(find(results, "VsockStreams.guestConnect"), find(results, "VsockStreams.hostConnect"));
+        Optional<Result> pairConnect = find(results, "VsockStreams.pairConnect").stream().findFirst();
+        if (!setups.isEmpty()) {
+            md.append("## vsock connection set-up (connect + accept + close, per second)\n\n");
+            md.append("| who connects | ring | vring /s | UNIX connect + accept + close /s | × UNIX |\n|---|---|---:|---:|---:|\n");
+            for (Result r : setups) {
+                md.append("| ").append(r.benchmark.endsWith("guestConnect") ? "guest (REQUEST → host listener)"
+                                : "host (CONNECT / OK)").append(" | ").append(r.param("ring")).append(" | ")
+                        .append(perSecond(r.score, r.error)).append(" | ")
+                        .append(pairConnect.map(p -> perSecond(p.score, p.error)).orElse("–")).append(" | ")
+                        .append(pairConnect.map(p -> ratio(r.score, p.score)).orElse("–")).append(" |\n");
+            }
+            md.append('\n');
+        }
+    }
+
+    private static List<Result> concat(List<Result> a, List<Result> b) {
+        List<Result> all = new ArrayList<>(a);
+        all.addAll(b);
+        return all;
+    }
+
+    /** ops/s of 64 KiB ops as Gbit/s. */
+    private static String gbit(double opsPerSecond, double error) {
+        double scale = VSOCK_BLOCK * 8 / 1e9;
+        return Double.isNaN(error) ? String.format(Locale.ROOT, "%.2f", opsPerSecond * scale)
+                : String.format(Locale.ROOT, "%.2f ± %.2f", opsPerSecond * scale, error * scale);
+    }
+
+    private static String perSecond(double v, double error) {
+        return Double.isNaN(error) ? String.format(Locale.ROOT, "%.0f", v) : String.format(Locale.ROOT, "%.0f ± %.0f", v, error);
+    }
+
     private static void controlPlaneTable(List<Result> results, StringBuilder md) {
         Optional<Result> vring = find(results, "ControlPlane.getFeaturesRoundTrip").stream().findFirst();
         Optional<Result> raw = find(results, "ControlPlane.rawSocketPingPong").stream().findFirst();
@@ -295,6 +363,7 @@ public final class ReportWriter {
                         .append(ratio <= GOAL_RTT_P50 ? " — met" : " — not met").append('\n');
             }
         }
+        vsockGoal(results, md);
         if (gc) {
             double max = 0;
             for (Result r : results) {
@@ -308,6 +377,22 @@ public final class ReportWriter {
             md.append("- 0 B/op: not measured in this run (add `--prof-gc`)\n");
         }
         md.append('\n');
+    }
+
+    private static void vsockGoal(List<Result> results, StringBuilder md) {
+        for (String[] pairing : new String[][] {{"VsockStreams.guestToHost", "VsockStreams.pairWrite", "guest → host"},
+                {"VsockStreams.hostToGuest", "VsockStreams.pairRead", "host → guest"}}) {
+            Optional<Result> pair = find(results, pairing[1]).stream().findFirst();
+            for (Result r : find(results, pairing[0])) {
+                if (pair.isEmpty()) {
+                    continue;
+                }
+                double ratio = r.score / pair.get().score;
+                md.append(String.format(Locale.ROOT, "- vsock stream %s ≥ %.1f× a UNIX socket pair, %s: %.2f×%s%n",
+                        pairing[2], GOAL_VSOCK_VS_SOCKETPAIR, r.param("ring"), ratio,
+                        ratio >= GOAL_VSOCK_VS_SOCKETPAIR ? " — met" : " — not met"));
+            }
+        }
     }
 
     private static void goalRange(List<Result> results, List<Result> rings, String peerName, String label,

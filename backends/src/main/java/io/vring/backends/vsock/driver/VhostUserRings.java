@@ -46,10 +46,13 @@ final class VhostUserRings implements DriverRings {
         ring(index).publish();
     }
 
-    /** Sleeps on the ring's call eventfd (whole milliseconds: the granularity of its wait). */
+    /**
+     * Sleeps on the ring's call eventfd. Its wait counts whole milliseconds left and gives up at 0, so
+     * one millisecond more than asked makes it sleep at all; the device's call ends the sleep anyway.
+     */
     @Override
     public void awaitUsed(int index, long timeoutNanos) {
-        ring(index).awaitUsed(Math.max(1, TimeUnit.NANOSECONDS.toMillis(timeoutNanos)));
+        ring(index).awaitUsed(TimeUnit.NANOSECONDS.toMillis(timeoutNanos) + 1);
     }
 
     @Override

@@ -52,8 +52,11 @@ import java.util.concurrent.TimeUnit;
 public final class VsockDriver implements AutoCloseable {
     /** First port {@link #connect(int)} picks from (Linux starts above the reserved 1023). */
     static final int FIRST_EPHEMERAL_PORT = 49152;
-    /** Rounds of polling with nothing to do before a blocking call sleeps on an eventfd. */
-    private static final int SPINS = 200;
+    /**
+     * Rounds of polling with nothing to do before a blocking call sleeps on an eventfd: few, because
+     * the device's threads need the CPU a spinning driver would take from them on a small machine.
+     */
+    private static final int SPINS = 20;
     /** Longest single sleep: the other ring is looked at again after it. */
     private static final long MAX_SLEEP_NANOS = TimeUnit.MILLISECONDS.toNanos(1);
     private static final Logger LOG = System.getLogger(VsockDriver.class.getName());
