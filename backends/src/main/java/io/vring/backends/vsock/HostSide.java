@@ -44,6 +44,8 @@ final class HostSide implements AutoCloseable {
     private final Thread thread;
     private final Consumer<SelectionKey> onReady = this::ready;
     private volatile boolean running = true;
+    /** When deadlines were last checked: once a tick, not on every wake-up (the sweep allocates). */
+    private long lastExpire = System.nanoTime();
 
     /** A host socket that has not finished its CONNECT line yet. */
     private static final class Handshake {
@@ -94,8 +96,15 @@ final class HostSide implements AutoCloseable {
         while (running) {
             try {
                 selector.select(onReady, TICK_MILLIS);
+                long now = System.nanoTime();
+                // Deadlines are seconds long: checking them once a tick is enough, and a busy stream
+                // that wakes this thread for every packet does not pay the sweep each time.
+                boolean due = now - lastExpire >= TimeUnit.MILLISECONDS.toNanos(TICK_MILLIS);
                 synchronized (table.lock) {
-                    expire(System.nanoTime());
+                    if (due) {
+                        lastExpire = now;
+                        expire(now);
+                    }
                     table.wakeRxIfQueued();
                 }
             } catch (IOException | RuntimeException e) {
