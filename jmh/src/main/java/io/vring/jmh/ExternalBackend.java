@@ -194,9 +194,21 @@ public final class ExternalBackend implements AutoCloseable {
                 .orElseThrow(() -> new IllegalStateException("cannot tell which java binary runs this JVM"));
         List<String> command = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "--add-exports",
                 "java.base/jdk.internal.misc=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow",
-                "-cp", System.getProperty("java.class.path"), "io.vring.backends.Main"));
+                "-cp", absoluteClassPath(), "io.vring.backends.Main"));
         command.addAll(List.of(args));
         return command;
+    }
+
+    /** This JVM's class path with every entry absolute, so the child does not depend on its working folder. */
+    private static String absoluteClassPath() {
+        StringBuilder path = new StringBuilder();
+        for (String entry : System.getProperty("java.class.path").split(java.io.File.pathSeparator)) {
+            if (!path.isEmpty()) {
+                path.append(java.io.File.pathSeparatorChar);
+            }
+            path.append(Path.of(entry).toAbsolutePath());
+        }
+        return path.toString();
     }
 
     /** The online CPUs as taskset reads them ("0-1"), from sysfs: this thread's own mask may be one CPU. */
