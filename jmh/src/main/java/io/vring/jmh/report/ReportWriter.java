@@ -270,7 +270,7 @@ public final class ReportWriter {
         if (all.isEmpty()) {
             return;
         }
-        md.append("## Device set-up (connect → rings running → one request used → disconnect)\n\n");
+        md.append("## Device set-up (connect → rings running → one request used → disconnect, ms)\n\n");
         md.append("| vring back-end | p50 | p99 | peer | peer p50 | peer p99 | p50 ratio |\n|---|---:|---:|---|---:|---:|---:|\n");
         String[][] pairs = {{"vring-blk", "vring blk", "qsd-blk", "qemu-storage-daemon blk"},
                 {"vring-rng", "vring rng", "dpdk-net", "DPDK testpmd net_vhost (2 rings, another device)"}};
@@ -281,16 +281,16 @@ public final class ReportWriter {
                 continue;
             }
             md.append("| ").append(pair[1]).append(" | ")
-                    .append(ours.map(r -> ns(r.percentile("50.0"))).orElse("–")).append(" | ")
-                    .append(ours.map(r -> ns(r.percentile("99.0"))).orElse("–")).append(" | ")
+                    .append(ours.map(r -> ms(r.percentile("50.0"))).orElse("–")).append(" | ")
+                    .append(ours.map(r -> ms(r.percentile("99.0"))).orElse("–")).append(" | ")
                     .append(pair[3]).append(" | ")
-                    .append(peer.map(p -> ns(p.percentile("50.0"))).orElse("–")).append(" | ")
-                    .append(peer.map(p -> ns(p.percentile("99.0"))).orElse("–")).append(" | ")
+                    .append(peer.map(p -> ms(p.percentile("50.0"))).orElse("–")).append(" | ")
+                    .append(peer.map(p -> ms(p.percentile("99.0"))).orElse("–")).append(" | ")
                     .append(ours.isPresent() && peer.isPresent()
                             ? ratio(ours.get().percentile("50.0"), peer.get().percentile("50.0")) : "–")
                     .append(" |\n");
         }
-        md.append("\nTimes in ns (µs where marked); a ratio below 1 means vring sets up faster.\n\n");
+        md.append("\nA ratio below 1 means vring sets up faster.\n\n");
     }
 
     /** BlkIops: the same Java front-end against vring blk and qemu-storage-daemon, per op and depth. */
@@ -488,6 +488,11 @@ public final class ReportWriter {
         }
         return Double.isNaN(err) ? String.format(Locale.ROOT, "%.2f", v / 1e6)
                 : String.format(Locale.ROOT, "%.2f ± %.2f", v / 1e6, err / 1e6);
+    }
+
+    /** Nanoseconds as milliseconds. */
+    private static String ms(double nanos) {
+        return Double.isNaN(nanos) ? "–" : String.format(Locale.ROOT, "%.2f ms", nanos / 1e6);
     }
 
     private static String kilo(double v, double err) {

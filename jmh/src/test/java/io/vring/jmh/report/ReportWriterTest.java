@@ -61,9 +61,9 @@ class ReportWriterTest {
                 sample("vring-rng", 1_500_000, 2_500_000), iops("vring", 32, "read", 80_000), iops("qsd", 32, "read", 64_000),
                 iops("vring", 1, "write", 20_000), iops("qsd", 1, "read", 30_000)) + "]";
         String md = ReportWriter.markdown(ReportWriter.read(json), null, "test machine", List.of());
-        assertTrue(md.contains("| vring blk | 2000 µs | 4000 µs | qemu-storage-daemon blk | 1000 µs | 3000 µs | 2.00× |"), md);
+        assertTrue(md.contains("| vring blk | 2.00 ms | 4.00 ms | qemu-storage-daemon blk | 1.00 ms | 3.00 ms | 2.00× |"), md);
         // no DPDK in this run: its cells say so rather than borrow another row's figure
-        assertTrue(md.contains("| vring rng | 1500 µs | 2500 µs | DPDK testpmd net_vhost (2 rings, another device) | – | – | – |"), md);
+        assertTrue(md.contains("| vring rng | 1.50 ms | 2.50 ms | DPDK testpmd net_vhost (2 rings, another device) | – | – | – |"), md);
         assertTrue(md.contains("| read | 32 | 80.0 ± 0.5 | 64.0 ± 0.5 | 1.25× |"), md);
         // the peer row of another op is not a peer
         assertTrue(md.contains("| write | 1 | 20.0 ± 0.5 | – | – |"), md);
