@@ -40,6 +40,8 @@ public final class ExternalBackend implements AutoCloseable {
     private final Path dir;
     private final Path socket;
     private final Path log;
+    /** Kills the process if the fork ends without the tear-down (interrupted run): no orphaned daemon. */
+    private final Thread orphanGuard;
 
     private ExternalBackend(String name, Process process, Path dir, Path socket, Path log) {
         this.name = name;
@@ -47,6 +49,8 @@ public final class ExternalBackend implements AutoCloseable {
         this.dir = dir;
         this.socket = socket;
         this.log = log;
+        this.orphanGuard = new Thread(process::destroyForcibly, "vring-bench-kill-" + name);
+        Runtime.getRuntime().addShutdownHook(orphanGuard);
     }
 
     /** {@code vring blk --image <image>}: our block device over an image file, default I/O threads. */
@@ -96,6 +100,11 @@ public final class ExternalBackend implements AutoCloseable {
     /** SIGTERM, up to 10 s to exit, then SIGKILL; removes the socket, log and folder. */
     @Override
     public void close() {
+        try {
+            Runtime.getRuntime().removeShutdownHook(orphanGuard);
+        } catch (IllegalStateException e) {
+            // the JVM is shutting down: the hook runs anyway
+        }
         process.destroy();
         try {
             if (!process.waitFor(10, TimeUnit.SECONDS)) {

@@ -35,6 +35,7 @@ public final class ShmImage implements AutoCloseable {
         try {
             Path dir = Files.isDirectory(SHM) && Files.isWritable(SHM) ? SHM : Path.of(System.getProperty("java.io.tmpdir"));
             Path path = Files.createTempFile(dir, "vring-bench-" + name + "-", ".img");
+            path.toFile().deleteOnExit(); // an interrupted run leaves no image in RAM
             SplittableRandom random = new SplittableRandom(seed);
             ByteBuffer chunk = ByteBuffer.allocate(CHUNK);
             try (FileChannel file = FileChannel.open(path, StandardOpenOption.WRITE)) {
