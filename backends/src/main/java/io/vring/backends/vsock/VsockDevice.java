@@ -51,6 +51,13 @@ public final class VsockDevice implements Backend, AutoCloseable {
     private final TxProcessor tx;
     private final RxProcessor rx;
     private final HostSide host;
+    /**
+     * Where the tx ring stood when it last stopped, or -1. QEMU 7.2 stops the rings when the guest's
+     * driver goes away (unbind, module unload, a guest reboot) and sends no reset; the guest drops its
+     * sockets without a packet. A ring that comes back somewhere else than it stopped is a driver that
+     * started over, so every connection of the old one ends then (guarded by the table's lock).
+     */
+    private int txStoppedAt = -1;
     private boolean closed;
 
     private VsockDevice(VsockConfig config, ConnectionTable table, HostSide host) {
@@ -121,6 +128,16 @@ public final class VsockDevice implements Backend, AutoCloseable {
                 table.rxHandle(handle);
             }
             handle.wakeUp();
+        } else if (queueIndex == TX_QUEUE) {
+            synchronized (table.lock) {
+                if (txStoppedAt >= 0 && ((queue.availPosition() ^ txStoppedAt) & 0xFFFF) != 0) {
+                    int ended = table.clear();
+                    LOG.log(System.Logger.Level.INFO, "{0}: the tx ring restarts at {1,number,#} but stopped at {2,number,#}: the guest''s"
+                            + " driver started over; {3} connection(s) of the old one closed", table.name(),
+                            queue.availPosition(), txStoppedAt, ended);
+                }
+                txStoppedAt = -1;
+            }
         }
     }
 
@@ -140,6 +157,10 @@ public final class VsockDevice implements Backend, AutoCloseable {
                 table.rxHandle(null);
                 rx.stop(queue);
             }
+        } else if (queueIndex == TX_QUEUE) {
+            synchronized (table.lock) {
+                txStoppedAt = queue.availPosition() & 0xFFFF;
+            }
         }
     }
 
@@ -149,6 +170,7 @@ public final class VsockDevice implements Backend, AutoCloseable {
         synchronized (table.lock) {
             int closed = table.clear();
             rx.forget();
+            txStoppedAt = -1;
             LOG.log(System.Logger.Level.INFO, "{0}: device reset, {1} connection(s) closed", table.name(), closed);
         }
     }
