@@ -25,6 +25,10 @@ import java.util.concurrent.TimeUnit;
  * one lock. Host sockets are non-blocking; the host thread wakes the rx ring with
  * {@link RingHandle#wakeUp()}.
  *
+ * <p><b>Sibling VMs.</b> Devices opened with the same {@link Siblings} (one {@code ./vring vsock}
+ * process with several {@code --vm}) pass packets between their guests when the VMs share a group,
+ * as vhost-device-vsock's {@code --groups} does: a guest connects to another guest's CID directly.
+ *
  * <p><b>Not offered.</b> INFLIGHT_SHMFD: a byte stream cannot be replayed. SEQPACKET: the host side
  * of the hybrid model is a stream socket, which keeps no message boundaries.
  */
@@ -51,6 +55,8 @@ public final class VsockDevice implements Backend, AutoCloseable {
     private final TxProcessor tx;
     private final RxProcessor rx;
     private final HostSide host;
+    private final SiblingInbox inbox = new SiblingInbox();
+    private final Siblings siblings;
     /**
      * Where the tx ring stood when it last stopped, or -1. QEMU 7.2 stops the rings when the guest's
      * driver goes away (unbind, module unload, a guest reboot) and sends no reset; the guest drops its
@@ -60,23 +66,38 @@ public final class VsockDevice implements Backend, AutoCloseable {
     private int txStoppedAt = -1;
     private boolean closed;
 
-    private VsockDevice(VsockConfig config, ConnectionTable table, HostSide host) {
+    private VsockDevice(VsockConfig config, ConnectionTable table, HostSide host, Siblings siblings) {
         this.config = config;
         this.table = table;
-        this.tx = new TxProcessor(table, config);
-        this.rx = new RxProcessor(table, config.guestCid());
+        this.siblings = siblings;
+        this.tx = new TxProcessor(table, config, siblings, inbox);
+        this.rx = new RxProcessor(table, inbox, config.guestCid());
         this.host = host;
     }
 
-    /** Binds {@code <uds-path>} and starts the VM's host thread. */
+    /** Binds {@code <uds-path>} and starts the VM's host thread; a VM with no siblings. */
     public static VsockDevice open(VsockConfig config) throws IOException {
-        return open(config, MAX_CONNECTIONS);
+        return open(config, null, MAX_CONNECTIONS);
     }
 
-    /** As {@link #open(VsockConfig)} with at most {@code maxConnections} open at once. */
-    static VsockDevice open(VsockConfig config, int maxConnections) throws IOException {
+    /** As {@link #open(VsockConfig)}, reachable from (and reaching) the other guests of {@code siblings}. */
+    public static VsockDevice open(VsockConfig config, Siblings siblings) throws IOException {
+        return open(config, siblings, MAX_CONNECTIONS);
+    }
+
+    /** As {@link #open(VsockConfig, Siblings)} with at most {@code maxConnections} open at once. */
+    static VsockDevice open(VsockConfig config, Siblings siblings, int maxConnections) throws IOException {
         ConnectionTable table = new ConnectionTable("vsock cid " + config.guestCid(), maxConnections);
-        return new VsockDevice(config, table, HostSide.open(table, config));
+        VsockDevice device = new VsockDevice(config, table, HostSide.open(table, config), siblings);
+        if (siblings != null) {
+            try {
+                siblings.join(device);
+            } catch (RuntimeException e) {
+                device.close();
+                throw e;
+            }
+        }
+        return device;
     }
 
     public VsockConfig config() {
@@ -129,9 +150,11 @@ public final class VsockDevice implements Backend, AutoCloseable {
             }
             handle.wakeUp();
         } else if (queueIndex == TX_QUEUE) {
+            tx.handle(handle);
             synchronized (table.lock) {
                 if (txStoppedAt >= 0 && ((queue.availPosition() ^ txStoppedAt) & 0xFFFF) != 0) {
                     int ended = table.clear();
+                    inbox.clear();
                     LOG.log(System.Logger.Level.INFO, "{0}: the tx ring restarts at {1,number,#} but stopped at {2,number,#}: the guest''s"
                             + " driver started over; {3} connection(s) of the old one closed", table.name(),
                             queue.availPosition(), txStoppedAt, ended);
@@ -158,6 +181,8 @@ public final class VsockDevice implements Backend, AutoCloseable {
                 rx.stop(queue);
             }
         } else if (queueIndex == TX_QUEUE) {
+            tx.stop(queue);
+            tx.handle(null);
             synchronized (table.lock) {
                 txStoppedAt = queue.availPosition() & 0xFFFF;
             }
@@ -170,9 +195,24 @@ public final class VsockDevice implements Backend, AutoCloseable {
         synchronized (table.lock) {
             int closed = table.clear();
             rx.forget();
+            inbox.clear();
             txStoppedAt = -1;
             LOG.log(System.Logger.Level.INFO, "{0}: device reset, {1} connection(s) closed", table.name(), closed);
         }
+    }
+
+    /** Whether this guest's driver runs its rx ring: packets from siblings can be delivered. */
+    boolean guestDriverRunning() {
+        return table.rxRunning();
+    }
+
+    SiblingInbox inbox() {
+        return inbox;
+    }
+
+    /** A sibling queued a packet for this guest. */
+    void wakeRx() {
+        table.wakeRxNow();
     }
 
     /** This VM's counters and open connections now. */
@@ -190,6 +230,9 @@ public final class VsockDevice implements Backend, AutoCloseable {
                 return;
             }
             closed = true;
+        }
+        if (siblings != null) {
+            siblings.leave(this);
         }
         host.close();
         reset();
