@@ -4,9 +4,13 @@ import io.vring.engine.DeviceQueue;
 import io.vring.engine.VirtioFeatures;
 import io.vring.protocol.Backend;
 import io.vring.protocol.RingHandle;
+import io.vring.protocol.VhostUserError;
+import io.vring.protocol.VhostUserException;
 import io.vring.protocol.message.ProtocolFeatures;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -38,6 +42,8 @@ public final class VsockDevice implements Backend, AutoCloseable {
     public static final int RX_QUEUE = 0, TX_QUEUE = 1, EVENT_QUEUE = 2;
     /** Device feature bit: SOCK_SEQPACKET. */
     public static final int F_SEQPACKET = 1;
+    /** DEVICE_STATE layout: le32 magic "VSV1", le32 version, le64 guest CID. */
+    private static final int STATE_MAGIC = 0x31565356, STATE_VERSION = 1, STATE_SIZE = 16;
     /** Config space: {@code le64 guest_cid}. */
     public static final int CONFIG_SIZE = 8;
     /**
@@ -111,7 +117,47 @@ public final class VsockDevice implements Backend, AutoCloseable {
 
     @Override
     public long protocolFeatures() {
-        return 1L << ProtocolFeatures.CONFIG;
+        return 1L << ProtocolFeatures.CONFIG | 1L << ProtocolFeatures.DEVICE_STATE;
+    }
+
+    /**
+     * DEVICE_STATE (a move to another back-end process, e.g. QEMU's migration or an upgrade): the
+     * guest CID it belongs to, and nothing of the connections, whose host sockets cannot leave this
+     * process. The destination starts with none; the guest's old sockets get an RST on their next
+     * packet, or sooner from the TRANSPORT_RESET event QEMU sends on its own event queue after a
+     * migration. The source keeps its connections in case the move fails and the VM resumes here.
+     */
+    @Override
+    public byte[] saveState() {
+        synchronized (table.lock) {
+            LOG.log(System.Logger.Level.INFO, "{0}: state saved; its {1} open connection(s) stay with this process",
+                    table.name(), table.open());
+        }
+        return ByteBuffer.allocate(STATE_SIZE).order(ByteOrder.LITTLE_ENDIAN).putInt(STATE_MAGIC)
+                .putInt(STATE_VERSION).putLong(config.guestCid()).array();
+    }
+
+    /** Takes a state {@link #saveState()} wrote for this guest CID; refuses any other (InvalidParam). */
+    @Override
+    public void loadState(byte[] state) {
+        ByteBuffer b = ByteBuffer.wrap(state).order(ByteOrder.LITTLE_ENDIAN);
+        if (state.length != STATE_SIZE || b.getInt(0) != STATE_MAGIC || b.getInt(4) != STATE_VERSION) {
+            throw new VhostUserException(VhostUserError.InvalidParam, "not a vring vsock device state (version "
+                    + STATE_VERSION + ", " + STATE_SIZE + " bytes): " + state.length + " bytes");
+        }
+        long cid = b.getLong(8);
+        if (cid != config.guestCid()) {
+            throw new VhostUserException(VhostUserError.InvalidParam, "the state is of guest CID "
+                    + Long.toUnsignedString(cid) + "; this device serves CID " + config.guestCid());
+        }
+        synchronized (table.lock) {
+            int closed = table.clear();
+            rx.forget();
+            inbox.clear();
+            txStoppedAt = -1;
+            LOG.log(System.Logger.Level.INFO, "{0}: state loaded; {1} connection(s) of this process closed",
+                    table.name(), closed);
+        }
     }
 
     @Override
