@@ -84,8 +84,19 @@ final class GuestDriver implements AutoCloseable {
 
     GuestDriver(Path dir, RingKind kind, boolean indirect, int txBufferSize, RxLayout rxLayout, int rxBufferSize,
                 long seed, int maxConnections) throws IOException {
-        this.config = new VsockConfig(GUEST_CID, dir.resolve("vhost.sock"), dir.resolve("vm.vsock"), txBufferSize,
-                1024, List.of());
+        this(dir, new VsockConfig(GUEST_CID, dir.resolve("vhost.sock"), dir.resolve("vm.vsock"), txBufferSize,
+                1024, List.of()), null, kind, indirect, rxLayout, rxBufferSize, seed, maxConnections);
+    }
+
+    /** A guest with its own CID and groups ({@code config}) among {@code siblings}. */
+    GuestDriver(Path dir, VsockConfig config, Siblings siblings, RingKind kind, RxLayout rxLayout, int rxBufferSize,
+                long seed) throws IOException {
+        this(dir, config, siblings, kind, false, rxLayout, rxBufferSize, seed, VsockDevice.MAX_CONNECTIONS);
+    }
+
+    private GuestDriver(Path dir, VsockConfig config, Siblings siblings, RingKind kind, boolean indirect,
+                        RxLayout rxLayout, int rxBufferSize, long seed, int maxConnections) throws IOException {
+        this.config = config;
         this.indirect = indirect;
         this.rxLayout = rxLayout;
         this.rxBufferSize = rxBufferSize;
@@ -113,7 +124,7 @@ final class GuestDriver implements AutoCloseable {
         this.frontend = null;
         this.server = null;
         freeAllSlots();
-        this.device = VsockDevice.open(config, maxConnections);
+        this.device = VsockDevice.open(config, siblings, maxConnections);
         device.featuresAcked(features);
         this.rxRunner = new RingRunner("vsock-rx-worker", VsockDevice.RX_QUEUE, device, rxDevice);
         this.txRunner = new RingRunner("vsock-tx-worker", VsockDevice.TX_QUEUE, device, txDevice);
