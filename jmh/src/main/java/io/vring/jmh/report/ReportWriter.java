@@ -132,7 +132,8 @@ public final class ReportWriter {
             md.append("- Command: `").append(commandLine).append("`\n");
         }
         md.append("- Pinning: driver/producer/ping thread on CPU 0, device/consumer/echo thread on CPU 1 "
-                + "(sched_setaffinity per thread, see `# vring:` lines in jmh.log)\n");
+                + "(sched_setaffinity per thread, see `# vring:` lines in jmh.log); back-end processes of the blk and "
+                + "set-up benchmarks under taskset on CPU 1 (testpmd: EAL places its lcores on all CPUs)\n");
         boolean gc = results.stream().anyMatch(r -> r.secondary.containsKey("gc.alloc.rate.norm"));
         md.append("- Allocation profiler: ").append(gc ? "`-prof gc` on (B/op column)" : "off (no B/op)").append("\n\n");
         md.append("Each element is a 64-byte payload the producer writes into the shared buffer and the "
