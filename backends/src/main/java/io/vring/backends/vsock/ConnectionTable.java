@@ -185,6 +185,14 @@ final class ConnectionTable {
         }
     }
 
+    /** Wakes the rx worker now, without the lock: a sibling put a packet in this VM's inbox. */
+    void wakeRxNow() {
+        RingHandle handle = rx;
+        if (handle != null) {
+            handle.wakeUp();
+        }
+    }
+
     /** Device-initiated reset: the host socket is closed and the guest gets an RST. */
     void reset(VsockConnection connection, String why) {
         LOG.log(System.Logger.Level.DEBUG, "{0}: {1} reset: {2}", name, connection.name(), why);

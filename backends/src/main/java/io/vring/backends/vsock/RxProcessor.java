@@ -15,8 +15,9 @@ import static io.vring.backends.vsock.VsockHeader.*;
 /**
  * The rx ring's side of the device: fills the guest's buffers with queued RSTs first, then with one
  * packet per waiting connection in turn (REQUEST, RESPONSE, data, SHUTDOWN, CREDIT_UPDATE,
- * CREDIT_REQUEST). Data is read from the host socket straight into the packet, never more than the
- * guest's credit or the buffer holds. Runs on the rx ring's worker thread, under the table's lock.
+ * CREDIT_REQUEST), taking turns with packets other guests sent ({@link SiblingInbox}). Data is read
+ * from the host socket straight into the packet, never more than the guest's credit or the buffer
+ * holds. Runs on the rx ring's worker thread, under the table's lock.
  *
  * <p>A chain is only taken from the ring when there is something to send. If the one packet it was
  * taken for turns out to have no bytes (the host socket had nothing after all), the chain is kept for
@@ -26,6 +27,7 @@ final class RxProcessor {
     private static final int BATCH = 64;
 
     private final ConnectionTable table;
+    private final SiblingInbox inbox;
     private final long guestCid;
     private final VsockHeader header = new VsockHeader();
     private final ChainWriter writer = new ChainWriter();
@@ -33,9 +35,12 @@ final class RxProcessor {
     private final MemorySegment stagingSegment = MemorySegment.ofBuffer(staging);
     private final int[] reset = new int[3];
     private DescriptorChain held;
+    /** Whose turn it is when both the host side and the inbox have packets. */
+    private boolean inboxFirst;
 
-    RxProcessor(ConnectionTable table, long guestCid) {
+    RxProcessor(ConnectionTable table, SiblingInbox inbox, long guestCid) {
         this.table = table;
+        this.inbox = inbox;
         this.guestCid = guestCid;
     }
 
@@ -44,7 +49,7 @@ final class RxProcessor {
         synchronized (table.lock) {
             while (done < BATCH) {
                 if (held == null) {
-                    if (!table.rxHasWork()) {
+                    if (!table.rxHasWork() && inbox.isEmpty()) {
                         break;
                     }
                     DescriptorChain chain = queue.poll();
@@ -97,6 +102,13 @@ final class RxProcessor {
             writer.write(header.bytes(), 0, SIZE);
             return SIZE;
         }
+        inboxFirst = !inboxFirst;
+        if (inboxFirst) {
+            int used = inbox.take(writer);
+            if (used > 0) {
+                return used;
+            }
+        }
         for (int turns = table.rxWaitingCount(); turns > 0; turns--) {
             VsockConnection connection = table.pollRx();
             if (connection == null) {
@@ -112,7 +124,7 @@ final class RxProcessor {
                 return fill(chain);
             }
         }
-        return 0;
+        return inboxFirst ? 0 : inbox.take(writer);
     }
 
     private int fillFor(VsockConnection connection) {

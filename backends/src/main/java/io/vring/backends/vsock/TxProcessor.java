@@ -3,6 +3,7 @@ package io.vring.backends.vsock;
 import io.vring.engine.DeviceQueue;
 import io.vring.engine.chain.ChainReader;
 import io.vring.engine.chain.DescriptorChain;
+import io.vring.protocol.RingHandle;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -26,6 +27,11 @@ import static io.vring.backends.vsock.VsockHeader.*;
  * type or op, a {@code len} longer than the chain, a control packet with a payload, a payload over
  * 64 KiB or over its credit, a packet for a connection that does not exist: RST (and the connection,
  * if any, is closed). Never an RST for an RST. Each is logged and counted; other connections go on.
+ *
+ * <p>A packet to another guest's CID goes to that VM's {@link SiblingInbox} if the two share a group
+ * ({@link Siblings}); to a CID nobody here serves (or outside the groups, or whose driver is not
+ * running) it is answered with an RST from that CID, so the guest's connect fails at once. While
+ * the sibling's inbox is full the chain is kept and retried when the sibling wakes this ring.
  */
 final class TxProcessor {
     private static final System.Logger LOG = System.getLogger(TxProcessor.class.getName());
@@ -38,11 +44,38 @@ final class TxProcessor {
     private final ChainReader reader = new ChainReader();
     private final ByteBuffer staging = ByteBuffer.allocateDirect(MAX_PAYLOAD);
     private final MemorySegment stagingSegment = MemorySegment.ofBuffer(staging);
+    private final Siblings siblings;
+    private final SiblingInbox ownInbox;
+    private final VsockHeader reset = new VsockHeader();
     private volatile boolean seqpacket;
+    /** The tx ring's handle while it runs: a sibling whose inbox was full wakes it. */
+    private volatile RingHandle handle;
+    /** A chain whose packet waits for room in a sibling's inbox; retried before the next poll. */
+    private DescriptorChain waiting;
 
-    TxProcessor(ConnectionTable table, VsockConfig config) {
+    TxProcessor(ConnectionTable table, VsockConfig config, Siblings siblings, SiblingInbox ownInbox) {
         this.table = table;
         this.config = config;
+        this.siblings = siblings;
+        this.ownInbox = ownInbox;
+    }
+
+    /** The ring starts (with its handle) or stops (null); nothing polled from an earlier queue is valid. */
+    void handle(RingHandle handle) {
+        this.handle = handle;
+        this.waiting = null;
+    }
+
+    /** The ring stops: a packet still waiting for a sibling's inbox is dropped (its guest is told nothing). */
+    void stop(DeviceQueue queue) {
+        if (waiting != null) {
+            queue.addUsed(waiting, 0);
+            waiting = null;
+            synchronized (table.lock) {
+                table.stats.dropped++;
+            }
+            table.warnings.warn("the tx ring stopped while a packet waited for a sibling VM's inbox; dropped");
+        }
     }
 
     void seqpacket(boolean negotiated) {
@@ -52,11 +85,17 @@ final class TxProcessor {
     int process(DeviceQueue queue) {
         int done = 0;
         DescriptorChain chain;
-        while (done < BATCH && (chain = queue.poll()) != null) {
+        while (done < BATCH && (chain = waiting != null ? waiting : queue.poll()) != null) {
+            boolean taken;
             synchronized (table.lock) {
-                handle(chain);
+                taken = handle(chain);
                 table.wakeRxIfQueued();
             }
+            if (!taken) {
+                waiting = chain; // the flyweight stays valid: nothing polls this ring meanwhile
+                break;
+            }
+            waiting = null;
             // The guest ignores the used length of a tx buffer; 0 as the reference devices write.
             queue.addUsed(chain, 0);
             done++;
@@ -64,11 +103,12 @@ final class TxProcessor {
         return done;
     }
 
-    private void handle(DescriptorChain chain) {
+    /** Applies one packet; false only when it is for a sibling whose inbox has no room now. */
+    private boolean handle(DescriptorChain chain) {
         reader.reset(chain);
         if (reader.remaining() < SIZE) {
             malformed("a tx chain of " + reader.remaining() + " readable bytes cannot hold a " + SIZE + "-byte header; dropped");
-            return;
+            return true;
         }
         reader.read(header.bytes(), 0, SIZE);
         int op = header.op();
@@ -78,11 +118,10 @@ final class TxProcessor {
         long len = Integer.toUnsignedLong(header.len());
         if (header.srcCid() != config.guestCid()) {
             dropped(header.describe() + ": src_cid is not the guest's CID " + config.guestCid());
-            return;
+            return true;
         }
         if (header.dstCid() != HOST_CID) {
-            dropped(header.describe() + ": dst_cid is not the host (sibling forwarding is not built)");
-            return;
+            return toSibling(header.dstCid(), op, len);
         }
         VsockConnection connection = table.get(localPort, peerPort);
         if (op == OP_RST) {
@@ -90,7 +129,7 @@ final class TxProcessor {
                 LOG.log(System.Logger.Level.DEBUG, "{0}: guest reset {1}", table.name(), connection.name());
                 table.close(connection);
             }
-            return;
+            return true;
         }
         String problem = problem(op, type, len, connection);
         if (problem == NO_CONNECTION) {
@@ -98,12 +137,12 @@ final class TxProcessor {
             table.stats.strays++;
             LOG.log(System.Logger.Level.DEBUG, "{0}: {1} for no connection; RST", table.name(), VsockHeader.opName(op));
             table.queueReset(localPort, peerPort, type);
-            return;
+            return true;
         }
         if (problem != null) {
             malformed(header.describe() + ": " + problem + "; RST");
             refuse(connection, localPort, peerPort, type, problem);
-            return;
+            return true;
         }
         if (connection != null) {
             takeCredit(connection);
@@ -116,6 +155,41 @@ final class TxProcessor {
             case OP_CREDIT_UPDATE -> { }
             case OP_CREDIT_REQUEST -> table.send(connection, VsockConnection.SEND_CREDIT_UPDATE);
             default -> throw new IllegalStateException("op " + op + " passed the checks");
+        }
+        return true;
+    }
+
+    /** A packet for guest {@code cid}: into its inbox, or an RST from {@code cid} if it cannot be reached. */
+    private boolean toSibling(long cid, int op, long len) {
+        VsockDevice to = siblings == null ? null : siblings.route(config, cid);
+        if (len > MAX_PAYLOAD || len > reader.remaining() || (op != OP_RW && len != 0)) {
+            malformed(header.describe() + ": len does not fit the packet or the chain; dropped");
+            return true;
+        }
+        if (to == null || !to.guestDriverRunning()) {
+            table.stats.refused++;
+            LOG.log(System.Logger.Level.DEBUG, "{0}: {1}: no guest with CID {2} is reachable; RST", table.name(),
+                    header.describe(), Long.toUnsignedString(cid));
+            if (op != OP_RST) {
+                resetFrom(cid);
+            }
+            return true;
+        }
+        if (!to.inbox().offer(header, reader, (int) len, handle)) {
+            return false;
+        }
+        table.stats.siblingPackets++;
+        to.wakeRx();
+        return true;
+    }
+
+    /** An RST as if from guest {@code cid} to the sender, through this VM's own inbox (the RST queue speaks for the host). */
+    private void resetFrom(long cid) {
+        reset.set(header.srcCid(), header.dstPort(), header.srcPort(), 0, header.type(), OP_RST, 0, 0, 0).fromCid(cid);
+        if (ownInbox.offer(reset, null, 0, null)) {
+            table.wakeRxNow();
+        } else {
+            table.stats.dropped++;
         }
     }
 

@@ -49,7 +49,7 @@ public final class VsockCommand implements Callable<Integer> {
     int queueSize;
 
     @Option(names = "--groups", paramLabel = "G1+G2", defaultValue = "default",
-            description = "Sibling groups (accepted; sibling forwarding is not built yet).")
+            description = "Groups this VM belongs to, '+'-separated: guests of VMs in one process that share a group reach each other by CID (default: default).")
     String groups;
 
     @Option(names = "--vm", paramLabel = "KEY=VALUE,...",
@@ -107,9 +107,10 @@ public final class VsockCommand implements Callable<Integer> {
         List<VsockConfig> all = configs();
         List<VsockDevice> devices = new ArrayList<>();
         List<BackendServer> servers = new ArrayList<>();
+        Siblings siblings = new Siblings();
         try {
             for (VsockConfig vm : all) {
-                VsockDevice device = VsockDevice.open(vm);
+                VsockDevice device = VsockDevice.open(vm, siblings);
                 devices.add(device);
                 servers.add(BackendServer.listen(vm.socket(), device,
                         new BackendServer.Options("vsock-cid-" + vm.guestCid(), busyPoll)));

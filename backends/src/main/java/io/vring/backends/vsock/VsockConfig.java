@@ -11,7 +11,7 @@ import java.util.List;
  * @param udsPath      the hybrid host socket: hosts connect here, guests reach {@code udsPath_<port>}
  * @param txBufferSize per-connection guest-to-host buffer, also the {@code buf_alloc} the device advertises
  * @param queueSize    the largest queue size the device accepts
- * @param groups       sibling-VM groups (accepted for compatibility; sibling forwarding is not built)
+ * @param groups       sibling-VM groups: guests of VMs that share one reach each other by CID ({@link Siblings})
  */
 public record VsockConfig(long guestCid, Path socket, Path udsPath, int txBufferSize, int queueSize,
                           List<String> groups) {

@@ -4,9 +4,13 @@ import io.vring.engine.DeviceQueue;
 import io.vring.engine.VirtioFeatures;
 import io.vring.protocol.Backend;
 import io.vring.protocol.RingHandle;
+import io.vring.protocol.VhostUserError;
+import io.vring.protocol.VhostUserException;
 import io.vring.protocol.message.ProtocolFeatures;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -25,6 +29,10 @@ import java.util.concurrent.TimeUnit;
  * one lock. Host sockets are non-blocking; the host thread wakes the rx ring with
  * {@link RingHandle#wakeUp()}.
  *
+ * <p><b>Sibling VMs.</b> Devices opened with the same {@link Siblings} (one {@code ./vring vsock}
+ * process with several {@code --vm}) pass packets between their guests when the VMs share a group,
+ * as vhost-device-vsock's {@code --groups} does: a guest connects to another guest's CID directly.
+ *
  * <p><b>Not offered.</b> INFLIGHT_SHMFD: a byte stream cannot be replayed. SEQPACKET: the host side
  * of the hybrid model is a stream socket, which keeps no message boundaries.
  */
@@ -34,6 +42,8 @@ public final class VsockDevice implements Backend, AutoCloseable {
     public static final int RX_QUEUE = 0, TX_QUEUE = 1, EVENT_QUEUE = 2;
     /** Device feature bit: SOCK_SEQPACKET. */
     public static final int F_SEQPACKET = 1;
+    /** DEVICE_STATE layout: le32 magic "VSV1", le32 version, le64 guest CID. */
+    private static final int STATE_MAGIC = 0x31565356, STATE_VERSION = 1, STATE_SIZE = 16;
     /** Config space: {@code le64 guest_cid}. */
     public static final int CONFIG_SIZE = 8;
     /**
@@ -51,25 +61,49 @@ public final class VsockDevice implements Backend, AutoCloseable {
     private final TxProcessor tx;
     private final RxProcessor rx;
     private final HostSide host;
+    private final SiblingInbox inbox = new SiblingInbox();
+    private final Siblings siblings;
+    /**
+     * Where the tx ring stood when it last stopped, or -1. QEMU 7.2 stops the rings when the guest's
+     * driver goes away (unbind, module unload, a guest reboot) and sends no reset; the guest drops its
+     * sockets without a packet. A ring that comes back somewhere else than it stopped is a driver that
+     * started over, so every connection of the old one ends then (guarded by the table's lock).
+     */
+    private int txStoppedAt = -1;
     private boolean closed;
 
-    private VsockDevice(VsockConfig config, ConnectionTable table, HostSide host) {
+    private VsockDevice(VsockConfig config, ConnectionTable table, HostSide host, Siblings siblings) {
         this.config = config;
         this.table = table;
-        this.tx = new TxProcessor(table, config);
-        this.rx = new RxProcessor(table, config.guestCid());
+        this.siblings = siblings;
+        this.tx = new TxProcessor(table, config, siblings, inbox);
+        this.rx = new RxProcessor(table, inbox, config.guestCid());
         this.host = host;
     }
 
-    /** Binds {@code <uds-path>} and starts the VM's host thread. */
+    /** Binds {@code <uds-path>} and starts the VM's host thread; a VM with no siblings. */
     public static VsockDevice open(VsockConfig config) throws IOException {
-        return open(config, MAX_CONNECTIONS);
+        return open(config, null, MAX_CONNECTIONS);
     }
 
-    /** As {@link #open(VsockConfig)} with at most {@code maxConnections} open at once. */
-    static VsockDevice open(VsockConfig config, int maxConnections) throws IOException {
+    /** As {@link #open(VsockConfig)}, reachable from (and reaching) the other guests of {@code siblings}. */
+    public static VsockDevice open(VsockConfig config, Siblings siblings) throws IOException {
+        return open(config, siblings, MAX_CONNECTIONS);
+    }
+
+    /** As {@link #open(VsockConfig, Siblings)} with at most {@code maxConnections} open at once. */
+    static VsockDevice open(VsockConfig config, Siblings siblings, int maxConnections) throws IOException {
         ConnectionTable table = new ConnectionTable("vsock cid " + config.guestCid(), maxConnections);
-        return new VsockDevice(config, table, HostSide.open(table, config));
+        VsockDevice device = new VsockDevice(config, table, HostSide.open(table, config), siblings);
+        if (siblings != null) {
+            try {
+                siblings.join(device);
+            } catch (RuntimeException e) {
+                device.close();
+                throw e;
+            }
+        }
+        return device;
     }
 
     public VsockConfig config() {
@@ -83,7 +117,47 @@ public final class VsockDevice implements Backend, AutoCloseable {
 
     @Override
     public long protocolFeatures() {
-        return 1L << ProtocolFeatures.CONFIG;
+        return 1L << ProtocolFeatures.CONFIG | 1L << ProtocolFeatures.DEVICE_STATE;
+    }
+
+    /**
+     * DEVICE_STATE (a move to another back-end process, e.g. QEMU's migration or an upgrade): the
+     * guest CID it belongs to, and nothing of the connections, whose host sockets cannot leave this
+     * process. The destination starts with none; the guest's old sockets get an RST on their next
+     * packet, or sooner from the TRANSPORT_RESET event QEMU sends on its own event queue after a
+     * migration. The source keeps its connections in case the move fails and the VM resumes here.
+     */
+    @Override
+    public byte[] saveState() {
+        synchronized (table.lock) {
+            LOG.log(System.Logger.Level.INFO, "{0}: state saved; its {1} open connection(s) stay with this process",
+                    table.name(), table.open());
+        }
+        return ByteBuffer.allocate(STATE_SIZE).order(ByteOrder.LITTLE_ENDIAN).putInt(STATE_MAGIC)
+                .putInt(STATE_VERSION).putLong(config.guestCid()).array();
+    }
+
+    /** Takes a state {@link #saveState()} wrote for this guest CID; refuses any other (InvalidParam). */
+    @Override
+    public void loadState(byte[] state) {
+        ByteBuffer b = ByteBuffer.wrap(state).order(ByteOrder.LITTLE_ENDIAN);
+        if (state.length != STATE_SIZE || b.getInt(0) != STATE_MAGIC || b.getInt(4) != STATE_VERSION) {
+            throw new VhostUserException(VhostUserError.InvalidParam, "not a vring vsock device state (version "
+                    + STATE_VERSION + ", " + STATE_SIZE + " bytes): " + state.length + " bytes");
+        }
+        long cid = b.getLong(8);
+        if (cid != config.guestCid()) {
+            throw new VhostUserException(VhostUserError.InvalidParam, "the state is of guest CID "
+                    + Long.toUnsignedString(cid) + "; this device serves CID " + config.guestCid());
+        }
+        synchronized (table.lock) {
+            int closed = table.clear();
+            rx.forget();
+            inbox.clear();
+            txStoppedAt = -1;
+            LOG.log(System.Logger.Level.INFO, "{0}: state loaded; {1} connection(s) of this process closed",
+                    table.name(), closed);
+        }
     }
 
     @Override
@@ -121,6 +195,18 @@ public final class VsockDevice implements Backend, AutoCloseable {
                 table.rxHandle(handle);
             }
             handle.wakeUp();
+        } else if (queueIndex == TX_QUEUE) {
+            tx.handle(handle);
+            synchronized (table.lock) {
+                if (txStoppedAt >= 0 && ((queue.availPosition() ^ txStoppedAt) & 0xFFFF) != 0) {
+                    int ended = table.clear();
+                    inbox.clear();
+                    LOG.log(System.Logger.Level.INFO, "{0}: the tx ring restarts at {1,number,#} but stopped at {2,number,#}: the guest''s"
+                            + " driver started over; {3} connection(s) of the old one closed", table.name(),
+                            queue.availPosition(), txStoppedAt, ended);
+                }
+                txStoppedAt = -1;
+            }
         }
     }
 
@@ -140,6 +226,12 @@ public final class VsockDevice implements Backend, AutoCloseable {
                 table.rxHandle(null);
                 rx.stop(queue);
             }
+        } else if (queueIndex == TX_QUEUE) {
+            tx.stop(queue);
+            tx.handle(null);
+            synchronized (table.lock) {
+                txStoppedAt = queue.availPosition() & 0xFFFF;
+            }
         }
     }
 
@@ -149,8 +241,24 @@ public final class VsockDevice implements Backend, AutoCloseable {
         synchronized (table.lock) {
             int closed = table.clear();
             rx.forget();
+            inbox.clear();
+            txStoppedAt = -1;
             LOG.log(System.Logger.Level.INFO, "{0}: device reset, {1} connection(s) closed", table.name(), closed);
         }
+    }
+
+    /** Whether this guest's driver runs its rx ring: packets from siblings can be delivered. */
+    boolean guestDriverRunning() {
+        return table.rxRunning();
+    }
+
+    SiblingInbox inbox() {
+        return inbox;
+    }
+
+    /** A sibling queued a packet for this guest. */
+    void wakeRx() {
+        table.wakeRxNow();
     }
 
     /** This VM's counters and open connections now. */
@@ -168,6 +276,9 @@ public final class VsockDevice implements Backend, AutoCloseable {
                 return;
             }
             closed = true;
+        }
+        if (siblings != null) {
+            siblings.leave(this);
         }
         host.close();
         reset();

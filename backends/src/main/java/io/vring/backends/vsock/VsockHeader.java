@@ -77,6 +77,12 @@ public final class VsockHeader {
         return this;
     }
 
+    /** Replaces the source CID: a packet the device writes on behalf of another guest. */
+    public VsockHeader fromCid(long srcCid) {
+        bytes.set(LE64, SRC_CID, srcCid);
+        return this;
+    }
+
     /** The op's name for log lines. */
     public static String opName(int op) {
         return switch (op) {

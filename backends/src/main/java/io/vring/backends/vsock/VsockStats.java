@@ -2,7 +2,8 @@ package io.vring.backends.vsock;
 
 /**
  * Per-VM counters. {@code strays} are packets for connections that no longer (or never) existed,
- * answered with RST; {@code malformed} ones broke the protocol; {@code dropped} ones were not for us.
+ * answered with RST; {@code malformed} ones broke the protocol; {@code dropped} ones were not for us;
+ * {@code siblingPackets} went to another VM's guest ({@link Siblings}).
  * Updated under the connection table's lock, read with {@link #snapshot()}.
  */
 public final class VsockStats {
@@ -16,23 +17,25 @@ public final class VsockStats {
     long malformed;
     long strays;
     long dropped;
+    long siblingPackets;
 
     /** Counters at one instant, plus the number of open connections. */
     public record Snapshot(long guestConnections, long hostConnections, int open, long refused, long resetsSent,
                            long bytesGuestToHost, long bytesHostToGuest, long creditStalls, long malformed,
-                           long strays, long dropped) {
+                           long strays, long dropped, long siblingPackets) {
         /** One line, {@code key=value} pairs. */
         @Override
         public String toString() {
             return "connections guest=" + guestConnections + " host=" + hostConnections + " open=" + open
                     + " refused=" + refused + " rst-sent=" + resetsSent
                     + " bytes guest->host=" + bytesGuestToHost + " host->guest=" + bytesHostToGuest
-                    + " credit-stalls=" + creditStalls + " malformed=" + malformed + " strays=" + strays + " dropped=" + dropped;
+                    + " credit-stalls=" + creditStalls + " malformed=" + malformed + " strays=" + strays + " dropped=" + dropped
+                    + " sibling-packets=" + siblingPackets;
         }
     }
 
     Snapshot snapshot(int open) {
         return new Snapshot(guestConnections, hostConnections, open, refused, resetsSent, bytesGuestToHost,
-                bytesHostToGuest, creditStalls, malformed, strays, dropped);
+                bytesHostToGuest, creditStalls, malformed, strays, dropped, siblingPackets);
     }
 }

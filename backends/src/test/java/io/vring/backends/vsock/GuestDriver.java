@@ -73,8 +73,19 @@ final class GuestDriver implements AutoCloseable {
 
     GuestDriver(Path dir, RingKind kind, boolean indirect, int txBufferSize, RxLayout rxLayout, int rxBufferSize,
                 long seed, int maxConnections) throws IOException {
-        this.config = new VsockConfig(GUEST_CID, dir.resolve("vhost.sock"), dir.resolve("vm.vsock"), txBufferSize,
-                1024, List.of());
+        this(new VsockConfig(GUEST_CID, dir.resolve("vhost.sock"), dir.resolve("vm.vsock"), txBufferSize, 1024,
+                List.of()), null, kind, indirect, rxLayout, rxBufferSize, seed, maxConnections);
+    }
+
+    /** An engine-level guest with its own CID and groups ({@code config}) among {@code siblings}. */
+    GuestDriver(VsockConfig config, Siblings siblings, RingKind kind, RxLayout rxLayout, int rxBufferSize, long seed)
+            throws IOException {
+        this(config, siblings, kind, false, rxLayout, rxBufferSize, seed, VsockDevice.MAX_CONNECTIONS);
+    }
+
+    private GuestDriver(VsockConfig config, Siblings siblings, RingKind kind, boolean indirect, RxLayout rxLayout,
+                        int rxBufferSize, long seed, int maxConnections) throws IOException {
+        this.config = config;
         this.random = new SplittableRandom(seed);
         long features = VirtioFeatures.bit(VirtioFeatures.VERSION_1) | VirtioFeatures.bit(VirtioFeatures.EVENT_IDX)
                 | (indirect ? VirtioFeatures.bit(VirtioFeatures.INDIRECT_DESC) : 0)
@@ -94,7 +105,7 @@ final class GuestDriver implements AutoCloseable {
         this.rxDevice = kind.device("rx", guest, QUEUE_SIZE, rxPlan.rings(), features);
         this.txDevice = kind.device("tx", guest, QUEUE_SIZE, txPlan.rings(), features);
         this.server = null;
-        this.device = VsockDevice.open(config, maxConnections);
+        this.device = VsockDevice.open(config, siblings, maxConnections);
         device.featuresAcked(features);
         this.rxRunner = new RingRunner("vsock-rx-worker", VsockDevice.RX_QUEUE, device, rxDevice);
         this.txRunner = new RingRunner("vsock-tx-worker", VsockDevice.TX_QUEUE, device, txDevice);
@@ -104,7 +115,7 @@ final class GuestDriver implements AutoCloseable {
         txRunner.begin();
         DriverRings rings = new EngineRings(rx, tx, memory.segment().asSlice(rxGpa, rxBytes), rxGpa,
                 memory.segment().asSlice(txGpa, txBytes), txGpa, features, maxIndirect);
-        this.vsock = VsockDriver.over(rings, driverConfig(rxBufferSize), layout(rxLayout));
+        this.vsock = VsockDriver.over(rings, driverConfig(rxBufferSize).withGuestCid(config.guestCid()), layout(rxLayout));
         watch();
     }
 

@@ -3,10 +3,11 @@
  *   vsock_guest cid
  *       prints "CID <n>", the local CID from IOCTL_VM_SOCKETS_GET_LOCAL_CID on /dev/vsock.
  *   vsock_guest refused <port>
- *       connects to the host (CID 2) on a port nobody listens on; prints
+ *       connects to the host (CID 2, or VSOCK_PEER_CID) on a port nobody listens on; prints
  *       "REFUSED <errno> <errno name> <ms>", or "REFUSED-CONNECTED" if the connect succeeded.
  *   vsock_guest connect <port> <conns> <bytes> <reply-bytes> <seed>
- *       <conns> parallel connections to the host on <port>, one process each.
+ *       <conns> parallel connections to the host on <port>, one process each; to another guest's
+ *       CID instead when VSOCK_PEER_CID is set (sibling VMs).
  *   vsock_guest serve <port> <conns> <bytes> <reply-bytes> <seed>
  *       listens on <port>, prints "LISTENING <port>", serves <conns> connections in parallel.
  *   vsock_guest hold <port>
@@ -32,7 +33,8 @@
  *
  * The stream of (seed, port, index, direction) is, at byte offset o, byte o%8 (little-endian) of
  * splitmix64's finaliser applied to stream_seed + (o/8 + 1) * golden gamma; the Java test
- * (StreamPattern) computes the same bytes. Direction 0 is what the guest sends, 1 what the host sends.
+ * (StreamPattern) computes the same bytes. Direction 0 is what the guest sends, 1 what the host sends;
+ * between two guests, the connecting one sends direction 0 and the serving one replies with 1.
  *
  * Every process has an alarm: a device that stops moving data fails the run, it never hangs it.
  */
@@ -202,13 +204,19 @@ static int print_cid(void) {
     return 0;
 }
 
+/* Whom "connect" and "refused" reach: the host, or the guest whose CID VSOCK_PEER_CID names. */
+static unsigned peer_cid(void) {
+    const char *cid = getenv("VSOCK_PEER_CID");
+    return cid == NULL ? VMADDR_CID_HOST : (unsigned) strtoul(cid, NULL, 0);
+}
+
 static int refused(unsigned port) {
     int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
     if (fd < 0) {
         say("FAIL socket: %s", strerror(errno));
         return 1;
     }
-    struct sockaddr_vm host = vsock_address(VMADDR_CID_HOST, port);
+    struct sockaddr_vm host = vsock_address(peer_cid(), port);
     long long start = now_ms();
     if (connect(fd, (struct sockaddr *) &host, sizeof host) == 0) {
         say("REFUSED-CONNECTED");
@@ -225,7 +233,7 @@ static int connect_one(unsigned port, uint32_t index, uint64_t bytes, uint64_t r
     snprintf(who, sizeof who, "connect %u/%u", port, index);
     long long start = now_ms();
     int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
-    struct sockaddr_vm host = vsock_address(VMADDR_CID_HOST, port);
+    struct sockaddr_vm host = vsock_address(peer_cid(), port);
     if (fd < 0 || connect(fd, (struct sockaddr *) &host, sizeof host) != 0) {
         say("FAIL %s: connect: %s", who, strerror(errno));
         return 1;
@@ -268,11 +276,13 @@ static int serve_one(int fd, unsigned port, uint64_t bytes, uint64_t reply, uint
         have += (size_t) n;
     }
     uint32_t index = header[0] | header[1] << 8 | header[2] << 16 | (uint32_t) header[3] << 24;
-    if (verify_stream(fd, stream_seed(seed, port, index, HOST_TO_GUEST), bytes, who) != 0) {
+    /* A sibling guest connected with "connect": it sent direction 0 and expects 1 back. */
+    int sibling = peer->svm_cid != VMADDR_CID_HOST;
+    if (verify_stream(fd, stream_seed(seed, port, index, sibling ? GUEST_TO_HOST : HOST_TO_GUEST), bytes, who) != 0) {
         return 1;
     }
     long long received = now_ms();
-    if (send_stream(fd, stream_seed(seed, port, index, GUEST_TO_HOST), reply, who) != 0) {
+    if (send_stream(fd, stream_seed(seed, port, index, sibling ? HOST_TO_GUEST : GUEST_TO_HOST), reply, who) != 0) {
         return 1;
     }
     close(fd);

@@ -114,6 +114,27 @@ public final class InflightBuffer {
         return segment;
     }
 
+    /**
+     * The checks a device queue makes before it attaches this region: once per queue, before the
+     * first chain is polled (recovery decides where polling starts), and of the queue's ring kind.
+     *
+     * @throws IllegalStateException    if the queue tracks already or has polled
+     * @throws IllegalArgumentException if this region is for the other ring kind
+     */
+    public void checkAttachable(String queueName, RingKind queueKind, boolean alreadyTracking, boolean polled) {
+        if (alreadyTracking) {
+            throw new IllegalStateException(queueName + ": inflight tracking is already on");
+        }
+        if (polled) {
+            throw new IllegalStateException(queueName + ": chains were polled before inflight tracking"
+                    + " started; start it right after creating the queue");
+        }
+        if (kind != queueKind) {
+            throw new IllegalArgumentException(queueName + " is a " + queueKind.name().toLowerCase(java.util.Locale.ROOT)
+                    + " queue, the inflight buffer is " + kind);
+        }
+    }
+
     /** The region of split queue {@code queueIndex}. */
     public SplitInflightQueue splitQueue(int queueIndex) {
         requireKind(RingKind.SPLIT);

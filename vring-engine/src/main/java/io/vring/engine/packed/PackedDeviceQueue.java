@@ -754,17 +754,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
 
     @Override
     public int trackInflight(InflightBuffer buffer, int queueIndex) {
-        if (inflight != null) {
-            throw new IllegalStateException(health.queueName() + ": inflight tracking is already on");
-        }
-        if (availPosition() != startAvail || staged != 0) {
-            throw new IllegalStateException(health.queueName() + ": chains were polled before inflight tracking"
-                    + " started; start it right after creating the queue");
-        }
-        if (buffer.kind() != RingKind.PACKED) {
-            throw new IllegalArgumentException(health.queueName() + " is a packed queue, the inflight buffer is "
-                    + buffer.kind());
-        }
+        buffer.checkAttachable(health.queueName(), RingKind.PACKED, inflight != null, availPosition() != startAvail || staged != 0);
         if (health.isBroken()) {
             return 0; // its rings are unusable: leave the region for a queue that can serve it
         }

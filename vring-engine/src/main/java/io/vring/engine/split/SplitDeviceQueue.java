@@ -464,17 +464,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
 
     @Override
     public int trackInflight(InflightBuffer buffer, int queueIndex) {
-        if (inflight != null) {
-            throw new IllegalStateException(health.queueName() + ": inflight tracking is already on");
-        }
-        if (nextAvail != startAvail || staged != 0) {
-            throw new IllegalStateException(health.queueName() + ": chains were polled before inflight tracking"
-                    + " started; start it right after creating the queue");
-        }
-        if (buffer.kind() != RingKind.SPLIT) {
-            throw new IllegalArgumentException(health.queueName() + " is a split queue, the inflight buffer is "
-                    + buffer.kind());
-        }
+        buffer.checkAttachable(health.queueName(), RingKind.SPLIT, inflight != null, nextAvail != startAvail || staged != 0);
         if (health.isBroken()) {
             return 0; // its rings are unusable: leave the region for a queue that can serve it
         }
