@@ -16,7 +16,7 @@ public interface DriverRings {
     /** The driver queue {@link #RX} or {@link #TX}. */
     DriverQueue queue(int index);
 
-    /** Memory for that queue's buffers: {@link #dataBytes} bytes at guest address {@link #dataGpa}. */
+    /** Memory for that queue's buffers; its first byte is at guest address {@link #dataGpa}. */
     MemorySegment data(int index);
 
     long dataGpa(int index);

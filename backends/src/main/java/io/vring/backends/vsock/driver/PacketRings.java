@@ -180,12 +180,6 @@ public final class PacketRings {
         return place(bytes, bytes.length, bytes, 0, 0, layout);
     }
 
-    /** True if a packet cut into up to {@code pieces} descriptors could be sent now. */
-    public boolean canSend() {
-        reclaimTx();
-        return freeTxCount > 0 && tx.freeDescriptors() >= (indirect ? 1 : 2);
-    }
-
     /** Copies head[0..headLength) then tail[tailOffset..+tailLength) into a free slot, piece by piece, and submits. */
     private boolean place(byte[] head, int headLength, byte[] tail, int tailOffset, int tailLength, ChainLayout layout) {
         reclaimTx();
