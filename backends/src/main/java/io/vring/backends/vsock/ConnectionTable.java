@@ -263,6 +263,10 @@ final class ConnectionTable {
      * guest's view of our free space is a quarter of buf_alloc behind, a CREDIT_UPDATE is queued;
      * a guest that ran out of credit has sent buf_alloc bytes past the last update, so it always
      * gets one (any packet to the guest carries the credit too).
+     *
+     * <p>While a SEQPACKET message is half sent, every forwarded byte is reported at once: its bytes
+     * so far stay here until its end comes, so the guest may need just the few bytes that left to
+     * finish it, and a quarter of buf_alloc might never be forwarded.
      */
     void forwarded(VsockConnection connection, int bytes) {
         if (bytes <= 0) {
@@ -271,7 +275,7 @@ final class ConnectionTable {
         connection.fwdCnt += bytes;
         stats.bytesGuestToHost += bytes;
         long unreported = Integer.toUnsignedLong(connection.fwdCnt - connection.lastSentFwdCnt);
-        if (unreported >= Math.max(1, connection.bufAlloc / 4)) {
+        if (unreported >= Math.max(1, connection.bufAlloc / 4) || connection.awaitsMessageEnd()) {
             send(connection, VsockConnection.SEND_CREDIT_UPDATE);
         }
     }

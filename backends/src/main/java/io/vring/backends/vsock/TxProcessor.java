@@ -439,6 +439,10 @@ final class TxProcessor {
             backlog = connection.messages = new SeqpacketBacklog(connection.bufAlloc);
         }
         backlog.append(stagingSegment, 0, len);
+        if (!eom && connection.fwdCnt != connection.lastSentFwdCnt) {
+            // The guest may need exactly the credit that forwards since the last report freed to end this message.
+            table.send(connection, VsockConnection.SEND_CREDIT_UPDATE);
+        }
         if (eom) {
             backlog.endMessage();
             table.stats.messagesGuestToHost++;

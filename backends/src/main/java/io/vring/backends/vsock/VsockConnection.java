@@ -140,6 +140,11 @@ final class VsockConnection {
         return record;
     }
 
+    /** A SEQPACKET message from the guest is half received: its end needs credit that only a forward can free. */
+    boolean awaitsMessageEnd() {
+        return messages != null && messages.assembling() > 0;
+    }
+
     boolean hasReadAhead() {
         return readAhead != null && readAheadPos < readAhead.length;
     }
