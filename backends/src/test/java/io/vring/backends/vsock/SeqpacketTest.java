@@ -16,6 +16,9 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
@@ -74,12 +77,19 @@ class SeqpacketTest {
                 // Host to guest: records up to 200 KiB cross 4 KiB rx buffers as one message each.
                 List<byte[]> down = new ArrayList<>();
                 for (int i = 0; i < 30; i++) {
-                    byte[] record = bytes(random, i == 0 ? 1 : i == 1 ? 200 * 1024 : 1 + random.nextInt(30_000));
-                    down.add(record);
-                    host.send(record);
-                    guest.pump();
+                    down.add(bytes(random, i == 0 ? 1 : i == 1 ? 200 * 1024 : 1 + random.nextInt(30_000)));
                 }
-                guest.await(() -> socket.messages.size() == down.size(), "every host record");
+                // The host program sends on its own thread: its socket fills while the guest reads.
+                try (ExecutorService hostThread = Executors.newVirtualThreadPerTaskExecutor()) {
+                    Future<?> sending = hostThread.submit(() -> {
+                        for (byte[] record : down) {
+                            host.send(record);
+                        }
+                        return null;
+                    });
+                    guest.await(() -> socket.messages.size() == down.size(), "every host record");
+                    sending.get(10, TimeUnit.SECONDS);
+                }
                 for (int i = 0; i < down.size(); i++) {
                     SeqpacketGuest.Message message = socket.messages.get(i);
                     assertArrayEquals(down.get(i), message.bytes(), "message " + i + " is record " + i);
