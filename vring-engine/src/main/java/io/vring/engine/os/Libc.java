@@ -741,8 +741,9 @@ public final class Libc {
     /**
      * {@code send(fd, buf + offset, len, flags | MSG_NOSIGNAL)} from a native segment: on a
      * SOCK_SEQPACKET socket one record, taken whole or not at all. Allocation-free at every tier
-     * (first tried without errno capture, repeated with it only after a -1, as for eventfds: a failed
-     * send sent nothing).
+     * when it succeeds or would block: first tried without errno capture, then a -1 is checked with a
+     * zero-timeout poll, and only a socket that is ready or failed is asked again with capture (a
+     * failed send sent nothing).
      *
      * @return bytes sent, or -1 if the socket cannot take them now ({@code EAGAIN}). EINTR is retried;
      *         other errors (EPIPE, ECONNRESET, EMSGSIZE...) are thrown
@@ -757,6 +758,9 @@ public final class Libc {
                 return n;
             }
             ThreadScratch s = SCRATCH.get();
+            if (notReady(s, fd, POLLOUT)) {
+                return -1;
+            }
             for (;;) {
                 n = (long) SEND.invokeExact(s.capture, fd, address, len, all);
                 if (n >= 0) {
@@ -792,6 +796,9 @@ public final class Libc {
                 return n;
             }
             ThreadScratch s = SCRATCH.get();
+            if (notReady(s, fd, POLLIN)) {
+                return -1;
+            }
             for (;;) {
                 n = (long) RECV.invokeExact(s.capture, fd, address, len, flags);
                 if (n >= 0) {
@@ -826,6 +833,20 @@ public final class Libc {
             throw failure(s, "poll", "fds=" + count + ", timeout=" + timeoutMillis);
         }
         return ready;
+    }
+
+    /**
+     * After an uncaptured send or recv gave -1: whether the socket is simply not ready (EAGAIN), told
+     * by a zero-timeout uncaptured poll showing no event at all (no readiness, error or hang-up). This
+     * keeps the common EAGAIN off the capturing path, which allocates below C2 and is seldom hot enough
+     * to reach it. If the socket became ready in between, or failed, the caller asks errno as usual.
+     */
+    private static boolean notReady(ThreadScratch s, int fd, int events) throws Throwable {
+        MemorySegment pfd = s.pollFd;
+        pfd.set(JAVA_INT, POLLFD_FD, fd);
+        pfd.set(JAVA_SHORT, POLLFD_EVENTS, (short) events);
+        pfd.set(JAVA_SHORT, POLLFD_REVENTS, (short) 0);
+        return (int) POLL_UNCAPTURED.invokeExact(pfd, 1L, 0) == 0;
     }
 
     private static long nativeAddress(MemorySegment buf) {
