@@ -42,7 +42,11 @@ import java.util.concurrent.TimeUnit;
  * and every host record arrives as a whole record. Messages are at most {@code --tx-buffer-size}
  * bytes toward the host (the device's buf_alloc; a longer one is RST) and host records at most
  * 256 KiB and the guest's buf_alloc (else RST: the guest could never read it). Empty messages are
- * dropped both ways (Linux never sends one; on the host it would read as end of file). SEQPACKET is
+ * dropped both ways (Linux never sends one; on the host it would read as end of file). A record the
+ * host socket can never take (longer than its send buffer, about 208 KiB by default: only with a
+ * larger {@code --tx-buffer-size}) resets the connection. Each SEQPACKET connection holds, once
+ * used, a 256 KiB buffer for the host record being delivered and, under backpressure, a backlog of
+ * {@code --tx-buffer-size} bytes. SEQPACKET is
  * guest-initiated only: the hybrid {@code CONNECT} handshake is a stream, so host programs cannot open
  * a SEQPACKET connection to the guest.
  *
