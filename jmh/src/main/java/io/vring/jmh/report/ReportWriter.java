@@ -132,7 +132,8 @@ public final class ReportWriter {
             md.append("- Command: `").append(commandLine).append("`\n");
         }
         md.append("- Pinning: driver/producer/ping thread on CPU 0, device/consumer/echo thread on CPU 1 "
-                + "(sched_setaffinity per thread, see `# vring:` lines in jmh.log)\n");
+                + "(sched_setaffinity per thread, see `# vring:` lines in jmh.log); back-end processes of the blk and "
+                + "set-up benchmarks under taskset on CPU 1 (testpmd: EAL places its lcores on all CPUs)\n");
         boolean gc = results.stream().anyMatch(r -> r.secondary.containsKey("gc.alloc.rate.norm"));
         md.append("- Allocation profiler: ").append(gc ? "`-prof gc` on (B/op column)" : "off (no B/op)").append("\n\n");
         md.append("Each element is a 64-byte payload the producer writes into the shared buffer and the "
@@ -142,6 +143,8 @@ public final class ReportWriter {
         throughputTable(results, md, gc);
         latencyTable(results, md, gc);
         controlPlaneTable(results, md);
+        setupTable(results, md);
+        blkTable(results, md, gc);
         inflightTable(results, md);
         notificationTable(results, md);
         goals(results, md, gc);
@@ -256,6 +259,66 @@ public final class ReportWriter {
                     .append(raw.map(p -> ratio(r.percentile("50.0"), p.percentile("50.0"))).orElse("–")).append(" |\n");
         }
         md.append('\n');
+    }
+
+    /**
+     * DeviceSetup: the whole connect → start → one request → disconnect cycle, each vring back-end
+     * next to its peer: blk to qemu-storage-daemon's blk (the same device), rng to DPDK's net_vhost
+     * (another device: a reference point for the vhost-user stack, not a like-for-like peer).
+     */
+    private static void setupTable(List<Result> results, StringBuilder md) {
+        List<Result> all = find(results, "DeviceSetup.connectStartRequestClose");
+        if (all.isEmpty()) {
+            return;
+        }
+        md.append("## Device set-up (connect → rings running → one request used → disconnect, ms)\n\n");
+        md.append("| vring back-end | p50 | p99 | peer | peer p50 | peer p99 | p50 ratio |\n|---|---:|---:|---|---:|---:|---:|\n");
+        String[][] pairs = {{"vring-blk", "vring blk", "qsd-blk", "qemu-storage-daemon blk"},
+                {"vring-rng", "vring rng", "dpdk-net", "DPDK testpmd net_vhost (2 rings, another device)"}};
+        for (String[] pair : pairs) {
+            Optional<Result> ours = all.stream().filter(r -> r.param("backend").equals(pair[0])).findFirst();
+            Optional<Result> peer = all.stream().filter(r -> r.param("backend").equals(pair[2])).findFirst();
+            if (ours.isEmpty() && peer.isEmpty()) {
+                continue;
+            }
+            md.append("| ").append(pair[1]).append(" | ")
+                    .append(ours.map(r -> ms(r.percentile("50.0"))).orElse("–")).append(" | ")
+                    .append(ours.map(r -> ms(r.percentile("99.0"))).orElse("–")).append(" | ")
+                    .append(pair[3]).append(" | ")
+                    .append(peer.map(p -> ms(p.percentile("50.0"))).orElse("–")).append(" | ")
+                    .append(peer.map(p -> ms(p.percentile("99.0"))).orElse("–")).append(" | ")
+                    .append(ours.isPresent() && peer.isPresent()
+                            ? ratio(ours.get().percentile("50.0"), peer.get().percentile("50.0")) : "–")
+                    .append(" |\n");
+        }
+        md.append("\nA ratio below 1 means vring sets up faster.\n\n");
+    }
+
+    /** BlkIops: the same Java front-end against vring blk and qemu-storage-daemon, per op and depth. */
+    private static void blkTable(List<Result> results, StringBuilder md, boolean gc) {
+        List<Result> ours = find(results, "BlkIops.request").stream().filter(r -> r.param("backend").equals("vring")).toList();
+        if (ours.isEmpty()) {
+            return;
+        }
+        md.append("## virtio-blk IOPS (4 KiB random, one Java front-end, image in /dev/shm)\n\n");
+        md.append("| op | queue depth | vring blk kIOPS | qemu-storage-daemon kIOPS | × qsd |").append(gc ? " vring B/op |" : "")
+                .append('\n');
+        md.append("|---|---:|---:|---:|---:|").append(gc ? "---:|" : "").append('\n');
+        for (Result r : ours) {
+            Optional<Result> qsd = find(results, r.benchmark).stream()
+                    .filter(p -> p.param("backend").equals("qsd") && p.param("op").equals(r.param("op"))
+                            && p.param("depth").equals(r.param("depth")))
+                    .findFirst();
+            md.append("| ").append(r.param("op")).append(" | ").append(r.param("depth")).append(" | ")
+                    .append(kilo(r.score, r.error)).append(" | ")
+                    .append(qsd.map(p -> kilo(p.score, p.error)).orElse("–")).append(" | ")
+                    .append(qsd.map(p -> ratio(r.score, p.score)).orElse("–")).append(" |");
+            if (gc) {
+                md.append(' ').append(bytes(r.secondaryScore("gc.alloc.rate.norm"))).append(" |");
+            }
+            md.append('\n');
+        }
+        md.append(gc ? "\nB/op is the front-end's (this JVM's); each back-end runs in its own process.\n\n" : "\n");
     }
 
     private static void notificationTable(List<Result> results, StringBuilder md) {
@@ -426,6 +489,19 @@ public final class ReportWriter {
         }
         return Double.isNaN(err) ? String.format(Locale.ROOT, "%.2f", v / 1e6)
                 : String.format(Locale.ROOT, "%.2f ± %.2f", v / 1e6, err / 1e6);
+    }
+
+    /** Nanoseconds as milliseconds. */
+    private static String ms(double nanos) {
+        return Double.isNaN(nanos) ? "–" : String.format(Locale.ROOT, "%.2f ms", nanos / 1e6);
+    }
+
+    private static String kilo(double v, double err) {
+        if (Double.isNaN(v)) {
+            return "–";
+        }
+        return Double.isNaN(err) ? String.format(Locale.ROOT, "%.1f", v / 1e3)
+                : String.format(Locale.ROOT, "%.1f ± %.1f", v / 1e3, err / 1e3);
     }
 
     private static String ratio(double a, double b) {

@@ -37,4 +37,35 @@ class ReportWriterTest {
         assertTrue(md.contains("0 of 1 configurations met"), md);
         assertTrue(md.contains("not measured in this run"), md);
     }
+
+    private static String sample(String backend, double p50, double p99) {
+        return """
+                {"benchmark": "io.vring.jmh.DeviceSetup.connectStartRequestClose", "mode": "sample",
+                 "params": {"backend": "%s"},
+                 "primaryMetric": {"score": %f, "scoreError": 1.0, "scoreUnit": "ns/op",
+                   "scorePercentiles": {"50.0": %f, "99.0": %f}}}
+                """.formatted(backend, p50, p50, p99);
+    }
+
+    private static String iops(String backend, int depth, String op, double score) {
+        return """
+                {"benchmark": "io.vring.jmh.BlkIops.request", "mode": "thrpt",
+                 "params": {"backend": "%s", "depth": "%d", "op": "%s"},
+                 "primaryMetric": {"score": %f, "scoreError": 500.0, "scoreUnit": "ops/s"}}
+                """.formatted(backend, depth, op, score);
+    }
+
+    @Test
+    void setUpTimeSitsNextToThePeerOfTheSameDeviceAndIopsNextToQemuStorageDaemon() {
+        String json = "[" + String.join(",", sample("vring-blk", 2_000_000, 4_000_000), sample("qsd-blk", 1_000_000, 3_000_000),
+                sample("vring-rng", 1_500_000, 2_500_000), iops("vring", 32, "read", 80_000), iops("qsd", 32, "read", 64_000),
+                iops("vring", 1, "write", 20_000), iops("qsd", 1, "read", 30_000)) + "]";
+        String md = ReportWriter.markdown(ReportWriter.read(json), null, "test machine", List.of());
+        assertTrue(md.contains("| vring blk | 2.00 ms | 4.00 ms | qemu-storage-daemon blk | 1.00 ms | 3.00 ms | 2.00× |"), md);
+        // no DPDK in this run: its cells say so rather than borrow another row's figure
+        assertTrue(md.contains("| vring rng | 1.50 ms | 2.50 ms | DPDK testpmd net_vhost (2 rings, another device) | – | – | – |"), md);
+        assertTrue(md.contains("| read | 32 | 80.0 ± 0.5 | 64.0 ± 0.5 | 1.25× |"), md);
+        // the peer row of another op is not a peer
+        assertTrue(md.contains("| write | 1 | 20.0 ± 0.5 | – | – |"), md);
+    }
 }
