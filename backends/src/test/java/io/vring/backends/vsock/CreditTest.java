@@ -1,5 +1,6 @@
 package io.vring.backends.vsock;
 
+import io.vring.backends.vsock.driver.VsockPacket;
 import io.vring.engine.RingKind;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -41,20 +42,20 @@ class CreditTest {
             try (HostEnd host = HostEnd.accept(server)) {
                 byte[] data = GuestToHostTest.bytes(new SplittableRandom(3), 10_000);
                 host.write(data);
-                guest.await(() -> socket.creditRequests == 1, "CREDIT_REQUEST");
+                guest.await(() -> socket.creditRequests() == 1, "CREDIT_REQUEST");
                 guest.settle(Duration.ofMillis(200));
-                assertEquals(0, socket.receivedTotal, "no RW without credit");
-                assertEquals(1, socket.creditRequests, "one CREDIT_REQUEST per stall; the guest's 0 answer does not end it");
+                assertEquals(0, socket.receivedTotal(), "no RW without credit");
+                assertEquals(1, socket.creditRequests(), "one CREDIT_REQUEST per stall; the guest's 0 answer does not end it");
                 assertEquals(1, driver.device.stats().creditStalls());
 
                 // Credit returns in three slices; each is used to the byte and no further.
                 for (int window : new int[] {4096, 8192, 10_000}) {
-                    socket.bufAlloc = window;
+                    socket.bufAlloc(window);
                     socket.sendCredit();
                     long expected = Math.min(window, data.length);
-                    guest.await(() -> socket.receivedTotal == expected, window + " bytes of credit used");
+                    guest.await(() -> socket.receivedTotal() == expected, window + " bytes of credit used");
                     guest.settle(Duration.ofMillis(50));
-                    assertEquals(expected, socket.receivedTotal, "never past the window");
+                    assertEquals(expected, socket.receivedTotal(), "never past the window");
                 }
                 assertArrayEquals(data, socket.receivedBytes());
                 assertEquals(List.of(), guest.violations);
@@ -76,7 +77,7 @@ class CreditTest {
                     host.write(data);
                     return null;
                 });
-                guest.await(() -> socket.receivedTotal == data.length, "the whole megabyte");
+                guest.await(() -> socket.receivedTotal() == data.length, "the whole megabyte");
                 write.get(10, TimeUnit.SECONDS);
                 assertArrayEquals(data, socket.receivedBytes());
                 assertEquals(List.of(), guest.violations);
@@ -92,13 +93,13 @@ class CreditTest {
             GuestSocket socket = guest.connectAndWait(PORT, 0);
             try (HostEnd host = HostEnd.accept(server)) {
                 host.write(new byte[5000]);
-                guest.await(() -> socket.creditRequests == 1, "the stall");
-                socket.send(Packet.RST, 0, new byte[0]);
+                guest.await(() -> socket.creditRequests() == 1, "the stall");
+                socket.send(VsockPacket.RST, 0, new byte[0]);
                 assertTrue(host.sawEof(), "host socket closed");
                 GuestDriver.deadline(() -> driver.device.stats().open() == 0, "the connection to go");
                 guest.settle(Duration.ofMillis(100));
-                assertEquals(0, socket.receivedTotal);
-                assertEquals(Packet.CREDIT_REQUEST, socket.last().op(), "nothing after the stall's request, and no RST for an RST");
+                assertEquals(0, socket.receivedTotal());
+                assertEquals(VsockPacket.CREDIT_REQUEST, socket.last().op(), "nothing after the stall's request, and no RST for an RST");
             }
         }
     }
@@ -111,7 +112,7 @@ class CreditTest {
              ServerSocketChannel server = HostEnd.listen(driver.config.listenerPath(PORT))) {
             GuestStack guest = new GuestStack(driver);
             GuestSocket socket = guest.connectAndWait(PORT, 65536);
-            assertEquals(txBuffer, socket.peerBufAlloc, "buf_alloc in RESPONSE is --tx-buffer-size");
+            assertEquals(txBuffer, socket.peerBufAlloc(), "buf_alloc in RESPONSE is --tx-buffer-size");
             try (HostEnd host = HostEnd.accept(server)) {
                 // The host does not read: its socket buffer fills, then the device's backlog, then the credit ends.
                 byte[] data = GuestToHostTest.bytes(new SplittableRandom(9), 2 << 20);
@@ -137,7 +138,7 @@ class CreditTest {
                     socket.write(java.util.Arrays.copyOfRange(data, stalledAt, data.length), 4096);
                     assertArrayEquals(data, read.get(10, TimeUnit.SECONDS));
                 }
-                assertTrue(socket.creditUpdates > 0, "CREDIT_UPDATEs refreshed the window");
+                assertTrue(socket.creditUpdates() > 0, "CREDIT_UPDATEs refreshed the window");
             }
         }
     }
@@ -152,11 +153,11 @@ class CreditTest {
             try (HostEnd host = HostEnd.accept(server)) {
                 // Fill the host socket's buffer first so the device has to keep bytes, then overrun.
                 byte[] chunk = new byte[4096];
-                for (int i = 0; i < 2000 && !socket.reset; i++) {
-                    socket.send(Packet.RW, 0, chunk);
+                for (int i = 0; i < 2000 && !socket.reset(); i++) {
+                    socket.send(VsockPacket.RW, 0, chunk);
                     guest.pump();
                 }
-                guest.await(() -> socket.reset, "RST for the overrun");
+                guest.await(() -> socket.reset(), "RST for the overrun");
                 assertTrue(host.sawEof(), "the host socket is closed");
                 assertTrue(driver.device.stats().malformed() >= 1);
             }

@@ -46,7 +46,7 @@ class DataPathAllocationTest {
             long[] best = {Long.MAX_VALUE, Long.MAX_VALUE};
             for (int round = 0; round < MAX_ROUNDS && (best[0] > 0 || best[1] > 0); round++) {
                 long[] before = driver.workerAllocations();
-                long receivedBefore = socket.receivedTotal;
+                long receivedBefore = socket.receivedTotal();
                 Future<byte[]> read = io.submit(() -> host.read(block.length));
                 Future<?> write = io.submit(() -> {
                     host.write(block);
@@ -54,7 +54,7 @@ class DataPathAllocationTest {
                 });
                 socket.write(block, 32 * 1024);
                 int r = round;
-                guest.await(() -> socket.receivedTotal == receivedBefore + block.length, "round " + r);
+                guest.await(() -> socket.receivedTotal() == receivedBefore + block.length, "round " + r);
                 assertArrayEquals(block, read.get(20, TimeUnit.SECONDS));
                 write.get(20, TimeUnit.SECONDS);
                 long[] after = driver.workerAllocations();

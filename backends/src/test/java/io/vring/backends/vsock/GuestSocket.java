@@ -1,95 +1,106 @@
 package io.vring.backends.vsock;
 
+import io.vring.backends.vsock.driver.VsockException;
+import io.vring.backends.vsock.driver.VsockPacket;
+import io.vring.backends.vsock.driver.VsockStream;
+
 import java.io.ByteArrayOutputStream;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.locks.LockSupport;
 
 /**
- * One guest stream socket as Linux's virtio transport keeps it: its receive window (buf_alloc,
- * fwd_cnt), the device's window it may send into, and what arrived. It checks the device's side of
- * the credit contract on every RW packet: never more than the window the guest last advertised.
+ * A product {@link VsockStream} as a test holds it: the packets it got, the bytes it read (read
+ * eagerly after every pump, as an application that keeps up, unless {@link #autoConsume} is off to
+ * hold credit), and {@link #send} for packets the stream itself would never send.
  */
 final class GuestSocket {
     final GuestStack stack;
+    final VsockStream stream;
     final int guestPort;
     final int hostPort;
-    int bufAlloc;
-    int fwdCnt;
-    int lastSentFwdCnt;
-    long receivedTotal;
-    int peerBufAlloc;
-    int peerFwdCnt;
-    int txCnt;
-    /** Consume (and credit) every RW at once, as an application that reads eagerly; off to hold credit. */
+    private final boolean wasAccepted;
+    /** Read (and credit) everything at once after every pump; off to hold credit. */
     boolean autoConsume = true;
-    boolean established;
-    boolean reset;
-    int peerShutdown;
-    int creditRequests;
-    int creditUpdates;
     final ByteArrayOutputStream received = new ByteArrayOutputStream();
-    final List<Packet> log = new ArrayList<>();
+    final List<VsockPacket> log = new ArrayList<>();
+    private final byte[] chunk = new byte[64 * 1024];
 
-    GuestSocket(GuestStack stack, int guestPort, int hostPort, int bufAlloc) {
+    GuestSocket(GuestStack stack, VsockStream stream, boolean wasAccepted) {
         this.stack = stack;
-        this.guestPort = guestPort;
-        this.hostPort = hostPort;
-        this.bufAlloc = bufAlloc;
+        this.stream = stream;
+        this.guestPort = stream.localPort();
+        this.hostPort = stream.peerPort();
+        this.wasAccepted = wasAccepted;
     }
 
-    void onPacket(Packet packet) {
-        log.add(packet);
-        if (packet.op() != Packet.RST) {
-            peerBufAlloc = packet.bufAlloc();
-            peerFwdCnt = packet.fwdCnt();
-        }
-        switch (packet.op()) {
-            case Packet.RESPONSE -> established = true;
-            case Packet.RST -> reset = true;
-            case Packet.RW -> receive(packet.payload());
-            case Packet.SHUTDOWN -> peerShutdown |= packet.flags();
-            case Packet.CREDIT_REQUEST -> {
-                creditRequests++;
-                sendCredit();
-            }
-            case Packet.CREDIT_UPDATE -> creditUpdates++;
-            case Packet.REQUEST -> { }
-            default -> stack.violations.add("unexpected " + packet);
-        }
+    /** True once the connection was made (RESPONSE came, or the guest accepted it), even if it ended since. */
+    boolean established() {
+        return wasAccepted || stream.isEstablished() || log.stream().anyMatch(p -> p.op() == VsockPacket.RESPONSE);
     }
 
-    private void receive(byte[] payload) {
-        if (receivedTotal + payload.length - Integer.toUnsignedLong(lastSentFwdCnt) > Integer.toUnsignedLong(bufAlloc)) {
-            stack.violations.add("device sent " + payload.length + " bytes past the guest's credit: received "
-                    + receivedTotal + ", last fwd_cnt sent " + lastSentFwdCnt + ", buf_alloc " + bufAlloc);
-        }
-        receivedTotal += payload.length;
-        received.writeBytes(payload);
-        if (autoConsume) {
-            consume(payload.length);
-        }
+    boolean reset() {
+        return stream.isReset();
     }
 
-    /** The application read {@code n} bytes: they count in fwd_cnt; the device hears once half the window is back. */
-    void consume(int n) {
-        fwdCnt += n;
-        if (Integer.toUnsignedLong(fwdCnt - lastSentFwdCnt) >= Math.max(1, bufAlloc / 2)) {
-            sendCredit();
+    long receivedTotal() {
+        return stream.bytesReceived();
+    }
+
+    int peerShutdown() {
+        return stream.peerShutdown();
+    }
+
+    int creditRequests() {
+        return stream.creditRequestsReceived();
+    }
+
+    int creditUpdates() {
+        return stream.creditUpdatesReceived();
+    }
+
+    int peerBufAlloc() {
+        return stream.peerBufAlloc();
+    }
+
+    long peerFree() {
+        return stream.peerCredit();
+    }
+
+    /** Sets the guest's window (the stream tells the device). */
+    void bufAlloc(int window) {
+        try {
+            stream.receiveBufferSize(window);
+        } catch (VsockException e) {
+            throw new AssertionError(e.getMessage(), e);
         }
     }
 
     void sendCredit() {
-        send(Packet.CREDIT_UPDATE, 0, new byte[0]);
+        try {
+            stream.sendCreditUpdate();
+        } catch (VsockException e) {
+            throw new AssertionError(e.getMessage(), e);
+        }
     }
 
-    long peerFree() {
-        return Math.max(0, Integer.toUnsignedLong(peerBufAlloc) - Integer.toUnsignedLong(txCnt - peerFwdCnt));
+    /** Reads what the stream holds into {@link #received}. */
+    void drain() {
+        try {
+            while (stream.available() > 0) {
+                int n = stream.readSome(chunk, 0, chunk.length);
+                received.write(chunk, 0, n);
+            }
+        } catch (VsockException e) {
+            throw new AssertionError(e.getMessage(), e);
+        }
     }
 
+    /** A packet on this connection exactly as given, bypassing the stream's state and credit. */
     void send(int op, int flags, byte[] payload) {
-        stack.driver.send(guestPort, hostPort, op, flags, bufAlloc, fwdCnt, payload, stack.split());
-        lastSentFwdCnt = fwdCnt;
+        stack.driver.send(guestPort, hostPort, op, flags, stream.receiveBufferSize(), stream.fwdCnt(), payload,
+                stack.split());
     }
 
     /** Sends {@code data} in RW packets of at most {@code maxChunk} bytes, within the device's credit. */
@@ -98,42 +109,43 @@ final class GuestSocket {
         long end = System.nanoTime() + Duration.ofSeconds(20).toNanos();
         while (offset < data.length) {
             stack.pump();
-            long free = peerFree();
-            if (free == 0 || reset) {
-                if (reset) {
-                    throw new AssertionError("connection reset while writing: " + log);
-                }
+            if (stream.isReset()) {
+                throw new AssertionError("connection reset while writing: " + log);
+            }
+            int n = writeSome(data, offset, maxChunk);
+            offset += n;
+            if (n == 0) {
                 if (System.nanoTime() > end) {
                     throw new AssertionError("the device gave no credit for 20 s; " + offset + " of " + data.length + " sent");
                 }
-                java.util.concurrent.locks.LockSupport.parkNanos(20_000);
-                continue;
+                LockSupport.parkNanos(20_000);
             }
-            int chunk = (int) Math.min(Math.min(free, maxChunk), data.length - offset);
-            byte[] piece = java.util.Arrays.copyOfRange(data, offset, offset + chunk);
-            send(Packet.RW, 0, piece);
-            txCnt += chunk;
-            offset += chunk;
         }
     }
 
-    /** Sends as much as the credit allows now, without waiting; returns the bytes sent. */
+    /** Sends as much as the credit and the tx slots allow now, in packets of at most {@code maxChunk}; returns the bytes sent. */
     int writeSome(byte[] data, int offset, int maxChunk) {
-        long free = peerFree();
-        int chunk = (int) Math.min(Math.min(free, maxChunk), data.length - offset);
-        if (chunk <= 0) {
-            return 0;
+        try {
+            int sent = 0;
+            while (offset + sent < data.length) {
+                int n = stream.writeSome(data, offset + sent, Math.min(maxChunk, data.length - offset - sent));
+                if (n == 0) {
+                    break;
+                }
+                sent += n;
+            }
+            return sent;
+        } catch (VsockException e) {
+            throw new AssertionError(e.getMessage(), e);
         }
-        send(Packet.RW, 0, java.util.Arrays.copyOfRange(data, offset, offset + chunk));
-        txCnt += chunk;
-        return chunk;
     }
 
     byte[] receivedBytes() {
+        drain();
         return received.toByteArray();
     }
 
-    Packet last() {
+    VsockPacket last() {
         return log.isEmpty() ? null : log.getLast();
     }
 }

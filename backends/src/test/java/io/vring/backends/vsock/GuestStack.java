@@ -1,86 +1,113 @@
 package io.vring.backends.vsock;
 
+import io.vring.backends.vsock.driver.VsockException;
+import io.vring.backends.vsock.driver.VsockListener;
+import io.vring.backends.vsock.driver.VsockPacket;
+import io.vring.backends.vsock.driver.VsockStream;
+
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.BooleanSupplier;
 
 /**
- * The guest's vsock layer over a {@link GuestDriver}: sockets by (guest port, host port), listening
- * ports that accept the host's REQUESTs, and every packet that matched no socket. Single-threaded
- * (the test thread).
+ * The test's view of the guest over a {@link GuestDriver}: the product driver's streams wrapped as
+ * {@link GuestSocket}s (with the log of every packet each one got), the streams the driver accepted
+ * on listening ports, every packet that matched no stream, and what the device did wrong (bad
+ * addressing or type, RW past a window, an op out of place). Single-threaded (the test thread).
  */
 final class GuestStack {
     final GuestDriver driver;
     final Map<Long, GuestSocket> sockets = new HashMap<>();
-    final Set<Integer> listening = new HashSet<>();
+    final List<VsockListener> listeners = new ArrayList<>();
     final List<GuestSocket> accepted = new ArrayList<>();
-    final List<Packet> unmatched = new ArrayList<>();
+    final List<VsockPacket> unmatched = new ArrayList<>();
     final List<String> violations = new ArrayList<>();
     int acceptBufAlloc = 256 * 1024;
-    private int nextPort = 40000;
+    private long overrunsSeen;
+    private long violationsSeen;
     private GuestDriver.Split split = GuestDriver.Split.HEADER_APART;
 
     GuestStack(GuestDriver driver) {
         this.driver = driver;
+        driver.vsock.packets().txLayout(driver.layout(split));
     }
 
     GuestDriver.Split split() {
         return split;
     }
 
+    /** Every packet the driver sends from now on is cut as {@code split} says. */
     void split(GuestDriver.Split split) {
         this.split = split;
+        driver.vsock.packets().txLayout(driver.layout(split));
     }
 
     private static long key(int guestPort, int hostPort) {
         return ((long) guestPort << 32) | Integer.toUnsignedLong(hostPort);
     }
 
-    /** Sends a REQUEST to host port {@code hostPort} from a fresh guest port. */
+    /** The driver accepts the host's connections to guest port {@code port}. */
+    void listen(int port) {
+        listeners.add(driver.vsock.listen(port, acceptBufAlloc));
+    }
+
+    /** Opens a stream to host port {@code hostPort} (REQUEST sent, not waited for). */
     GuestSocket connect(int hostPort, int bufAlloc) {
-        GuestSocket socket = new GuestSocket(this, nextPort++, hostPort, bufAlloc);
-        sockets.put(key(socket.guestPort, hostPort), socket);
-        socket.send(Packet.REQUEST, 0, new byte[0]);
-        return socket;
+        try {
+            return track(driver.vsock.open(hostPort, bufAlloc), false);
+        } catch (VsockException e) {
+            throw new AssertionError(e.getMessage(), e);
+        }
     }
 
     /** Connects and waits for the device's answer (RESPONSE or RST). */
     GuestSocket connectAndWait(int hostPort, int bufAlloc) {
         GuestSocket socket = connect(hostPort, bufAlloc);
-        await(() -> socket.established || socket.reset, "an answer to REQUEST for port " + hostPort);
+        await(() -> socket.established() || socket.reset(), "an answer to REQUEST for port " + hostPort);
         return socket;
     }
 
-    /** Handles every packet the device has written so far. */
-    void pump() {
-        for (Packet packet; (packet = driver.poll()) != null; ) {
-            dispatch(packet);
-        }
+    private GuestSocket track(VsockStream stream, boolean wasAccepted) {
+        GuestSocket socket = new GuestSocket(this, stream, wasAccepted);
+        sockets.put(key(socket.guestPort, socket.hostPort), socket);
+        return socket;
     }
 
-    private void dispatch(Packet packet) {
-        if (packet.srcCid() != VsockHeader.HOST_CID || packet.dstCid() != GuestDriver.GUEST_CID
-                || packet.type() != Packet.STREAM) {
-            violations.add("bad addressing or type: " + packet);
+    /** One round of the driver: packets logged and checked, accepted streams collected, eager readers fed. */
+    void pump() {
+        for (VsockPacket packet : driver.poll()) {
+            if (packet.srcCid() != VsockHeader.HOST_CID || packet.dstCid() != GuestDriver.GUEST_CID
+                    || packet.type() != VsockPacket.STREAM) {
+                violations.add("bad addressing or type: " + packet);
+            }
+            GuestSocket socket = sockets.get(key(packet.dstPort(), packet.srcPort()));
+            if (socket != null) {
+                socket.log.add(packet);
+            }
         }
-        GuestSocket socket = sockets.get(key(packet.dstPort(), packet.srcPort()));
-        if (socket != null) {
-            socket.onPacket(packet);
-        } else if (packet.op() == Packet.REQUEST && listening.contains(packet.dstPort())) {
-            GuestSocket child = new GuestSocket(this, packet.dstPort(), packet.srcPort(), acceptBufAlloc);
-            sockets.put(key(child.guestPort, child.hostPort), child);
-            child.onPacket(packet);
-            child.established = true;
-            child.send(Packet.RESPONSE, 0, new byte[0]);
-            accepted.add(child);
-        } else {
-            unmatched.add(packet);
+        unmatched.addAll(driver.unclaimed);
+        driver.unclaimed.clear();
+        for (VsockListener listener : listeners) {
+            for (VsockStream stream; (stream = listener.pollAccept()) != null; ) {
+                accepted.add(track(stream, true));
+            }
+        }
+        if (driver.vsock.creditOverruns() != overrunsSeen) {
+            overrunsSeen = driver.vsock.creditOverruns();
+            violations.add("the device sent RW past a stream's window (" + overrunsSeen + " so far)");
+        }
+        if (driver.vsock.protocolViolations() != violationsSeen) {
+            violationsSeen = driver.vsock.protocolViolations();
+            violations.add("the device sent an op out of place (" + violationsSeen + " so far)");
+        }
+        for (GuestSocket socket : sockets.values()) {
+            if (socket.autoConsume) {
+                socket.drain();
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 package io.vring.backends.vsock;
 
+import io.vring.backends.vsock.driver.VsockPacket;
 import io.vring.engine.RingKind;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -53,7 +54,7 @@ class GuestToHostTest {
             GuestStack guest = new GuestStack(driver);
             guest.split(split);
             GuestSocket socket = guest.connectAndWait(1234, 64 * 1024);
-            assertTrue(socket.established, "RESPONSE expected, got " + socket.log);
+            assertTrue(socket.established(), "RESPONSE expected, got " + socket.log);
             try (HostEnd host = HostEnd.accept(server);
                  ExecutorService reader = Executors.newVirtualThreadPerTaskExecutor()) {
                 SplittableRandom random = new SplittableRandom(seed);
@@ -67,7 +68,7 @@ class GuestToHostTest {
                     host.write(down);
                     return null;
                 });
-                guest.await(() -> socket.receivedTotal == down.length, "host-to-guest bytes");
+                guest.await(() -> socket.receivedTotal() == down.length, "host-to-guest bytes");
                 assertArrayEquals(down, socket.receivedBytes(), "host-to-guest bytes");
                 hostWrite.get(10, TimeUnit.SECONDS);
             }
@@ -87,9 +88,9 @@ class GuestToHostTest {
             long start = System.nanoTime();
             GuestSocket socket = guest.connectAndWait(4321, 65536);
             long millis = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
-            assertTrue(socket.reset, "RST expected, got " + socket.log);
-            assertFalse(socket.established);
-            Packet rst = socket.last();
+            assertTrue(socket.reset(), "RST expected, got " + socket.log);
+            assertFalse(socket.established());
+            VsockPacket rst = socket.last();
             assertEquals(4321, rst.srcPort());
             assertEquals(socket.guestPort, rst.dstPort());
             assertTrue(millis < 1000, "RST took " + millis + " ms; a guest connect() would have timed out at 2 s");
@@ -130,13 +131,13 @@ class GuestToHostTest {
                     }
                 }));
             }
-            guest.await(() -> sockets.stream().allMatch(s -> s.established), "every RESPONSE");
+            guest.await(() -> sockets.stream().allMatch(s -> s.established()), "every RESPONSE");
             int[] sent = new int[connections];
             guest.await(() -> {
                 for (int i = 0; i < connections; i++) {
                     sent[i] += sockets.get(i).writeSome(ups.get(i), sent[i], 8 * 1024);
                 }
-                return sockets.stream().allMatch(s -> (s.peerShutdown & Packet.SHUTDOWN_SEND) != 0);
+                return sockets.stream().allMatch(s -> (s.peerShutdown() & VsockPacket.SHUTDOWN_SEND) != 0);
             }, "every host to finish");
             for (int i = 0; i < connections; i++) {
                 assertArrayEquals(ups.get(i), echoed.get(i).get(10, TimeUnit.SECONDS), "guest-to-host, connection " + i);
@@ -165,7 +166,7 @@ class GuestToHostTest {
             }
             assertTrue((features & 1L << VsockDevice.F_SEQPACKET) != 0, "VIRTIO_VSOCK_F_SEQPACKET");
             assertEquals(1L << 9 | 1L << 19, device.protocolFeatures(),
-                    "CONFIG and DEVICE_STATE; no INFLIGHT_SHMFD, a stream cannot be replayed");
+                    "CONFIG and DEVICE_STATE: no INFLIGHT_SHMFD, a stream cannot be replayed");
             assertEquals(0, device.process(VsockDevice.EVENT_QUEUE, null), "the event queue is never consumed");
         }
     }

@@ -1,5 +1,6 @@
 package io.vring.backends.vsock;
 
+import io.vring.backends.vsock.driver.VsockPacket;
 import io.vring.engine.RingKind;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -33,7 +34,7 @@ class HostToGuestTest {
              HostEnd host = HostEnd.connect(driver.config.udsPath());
              ExecutorService io = Executors.newVirtualThreadPerTaskExecutor()) {
             GuestStack guest = new GuestStack(driver);
-            guest.listening.add(5000);
+            guest.listen(5000);
             host.write("CONNECT 5000\nhello, guest");
             guest.await(() -> !guest.accepted.isEmpty(), "the host's REQUEST");
             GuestSocket socket = guest.accepted.getFirst();
@@ -41,7 +42,7 @@ class HostToGuestTest {
             assertTrue(Integer.toUnsignedLong(hostPort) >= 1L << 30 && Integer.toUnsignedLong(hostPort) < 1L << 31,
                     "host-side port " + Integer.toUnsignedString(hostPort) + " in [2^30, 2^31)");
             assertEquals("OK " + hostPort + "\n", host.readLine(), "OK names the host-side port");
-            guest.await(() -> socket.receivedTotal == 12, "the bytes that came with the CONNECT line");
+            guest.await(() -> socket.receivedTotal() == 12, "the bytes that came with the CONNECT line");
             assertEquals("hello, guest", new String(socket.receivedBytes(), StandardCharsets.US_ASCII));
 
             SplittableRandom random = new SplittableRandom(11);
@@ -53,7 +54,7 @@ class HostToGuestTest {
             });
             Future<byte[]> hostRead = io.submit(() -> host.read(up.length));
             socket.write(up, 32 * 1024);
-            guest.await(() -> socket.receivedTotal == 12 + down.length, "host-to-guest bytes");
+            guest.await(() -> socket.receivedTotal() == 12 + down.length, "host-to-guest bytes");
             byte[] all = socket.receivedBytes();
             assertArrayEquals(down, java.util.Arrays.copyOfRange(all, 12, all.length));
             assertArrayEquals(up, hostRead.get(10, TimeUnit.SECONDS));
@@ -70,11 +71,11 @@ class HostToGuestTest {
             GuestStack guest = new GuestStack(driver);
             host.write("connect 6000\n");
             guest.await(() -> !guest.unmatched.isEmpty(), "the REQUEST");
-            Packet request = guest.unmatched.getFirst();
-            assertEquals(Packet.REQUEST, request.op());
+            VsockPacket request = guest.unmatched.getFirst();
+            assertEquals(VsockPacket.REQUEST, request.op());
             assertEquals(6000, request.dstPort());
             // Nobody listens in the guest: it answers RST, as Linux does.
-            driver.send(6000, request.srcPort(), Packet.RST, 0, 0, 0, new byte[0], GuestDriver.Split.WHOLE);
+            driver.send(6000, request.srcPort(), VsockPacket.RST, 0, 0, 0, new byte[0], GuestDriver.Split.WHOLE);
             assertArrayEquals(new byte[0], host.readToEnd(), "no OK line, then EOF");
             assertTrue(host.sawEof());
             GuestDriver.deadline(() -> driver.device.stats().open() == 0, "the connection to go");
@@ -109,7 +110,7 @@ class HostToGuestTest {
             GuestStack guest = new GuestStack(driver);
             host.write("CONNECT 7000\n");
             long start = System.nanoTime();
-            guest.await(() -> guest.unmatched.stream().anyMatch(p -> p.op() == Packet.RST), "RST after the timeout");
+            guest.await(() -> guest.unmatched.stream().anyMatch(p -> p.op() == VsockPacket.RST), "RST after the timeout");
             long millis = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
             assertTrue(millis >= 1900 && millis < 5000, "reset after " + millis + " ms");
             assertTrue(host.sawEof());

@@ -1,5 +1,6 @@
 package io.vring.backends.vsock;
 
+import io.vring.backends.vsock.driver.VsockPacket;
 import io.vring.engine.VirtioFeatures;
 
 import java.io.ByteArrayOutputStream;
@@ -25,7 +26,7 @@ final class SeqpacketGuest {
 
     final GuestDriver driver;
     final List<String> violations = new ArrayList<>();
-    final List<Packet> unmatched = new ArrayList<>();
+    final List<VsockPacket> unmatched = new ArrayList<>();
     private final Map<Long, Socket> sockets = new HashMap<>();
     private int nextPort = 50000;
     GuestDriver.Split split = GuestDriver.Split.HEADER_APART;
@@ -63,7 +64,7 @@ final class SeqpacketGuest {
         int creditRequests;
         /** The device ran out of the guest's credit with part of a message sent. */
         boolean stalledMidMessage;
-        final List<Packet> log = new ArrayList<>();
+        final List<VsockPacket> log = new ArrayList<>();
         final List<Message> messages = new ArrayList<>();
         private final ByteArrayOutputStream partial = new ByteArrayOutputStream();
         private int partialPackets;
@@ -76,31 +77,31 @@ final class SeqpacketGuest {
             this.bufAlloc = bufAlloc;
         }
 
-        void onPacket(Packet packet) {
+        void onPacket(VsockPacket packet) {
             log.add(packet);
             if (packet.type() != type) {
                 violations.add("type " + packet.type() + " on a socket of type " + type + ": " + packet);
             }
-            if (packet.op() != Packet.RST) {
+            if (packet.op() != VsockPacket.RST) {
                 peerBufAlloc = packet.bufAlloc();
                 peerFwdCnt = packet.fwdCnt();
             }
             switch (packet.op()) {
-                case Packet.RESPONSE -> established = true;
-                case Packet.RST -> reset = true;
-                case Packet.RW -> receive(packet);
-                case Packet.SHUTDOWN -> peerShutdown |= packet.flags();
-                case Packet.CREDIT_REQUEST -> {
+                case VsockPacket.RESPONSE -> established = true;
+                case VsockPacket.RST -> reset = true;
+                case VsockPacket.RW -> receive(packet);
+                case VsockPacket.SHUTDOWN -> peerShutdown |= packet.flags();
+                case VsockPacket.CREDIT_REQUEST -> {
                     creditRequests++;
                     stalledMidMessage |= partial.size() > 0;
-                    send(Packet.CREDIT_UPDATE, 0, new byte[0]);
+                    send(VsockPacket.CREDIT_UPDATE, 0, new byte[0]);
                 }
-                case Packet.CREDIT_UPDATE -> { }
+                case VsockPacket.CREDIT_UPDATE -> { }
                 default -> violations.add("unexpected " + packet);
             }
         }
 
-        private void receive(Packet packet) {
+        private void receive(VsockPacket packet) {
             byte[] payload = packet.payload();
             if (receivedTotal + payload.length - Integer.toUnsignedLong(lastSentFwdCnt) > Integer.toUnsignedLong(bufAlloc)) {
                 violations.add("device sent " + payload.length + " bytes past the guest's credit");
@@ -136,7 +137,7 @@ final class SeqpacketGuest {
             fwdCnt += unread;
             unread = 0;
             if (Integer.toUnsignedLong(fwdCnt - lastSentFwdCnt) >= Math.max(1, bufAlloc / 2)) {
-                send(Packet.CREDIT_UPDATE, 0, new byte[0]);
+                send(VsockPacket.CREDIT_UPDATE, 0, new byte[0]);
             }
         }
 
@@ -145,7 +146,7 @@ final class SeqpacketGuest {
         }
 
         void send(int op, int flags, byte[] payload) {
-            driver.send(new Packet(GuestDriver.GUEST_CID, VsockHeader.HOST_CID, guestPort, hostPort, type, op, flags,
+            driver.send(new VsockPacket(GuestDriver.GUEST_CID, VsockHeader.HOST_CID, guestPort, hostPort, type, op, flags,
                     bufAlloc, fwdCnt, payload), split);
             lastSentFwdCnt = fwdCnt;
         }
@@ -171,7 +172,7 @@ final class SeqpacketGuest {
                     continue;
                 }
                 boolean last = offset + chunk == message.length;
-                send(Packet.RW, type == TYPE && last ? EOM | (eor ? EOR : 0) : 0,
+                send(VsockPacket.RW, type == TYPE && last ? EOM | (eor ? EOR : 0) : 0,
                         Arrays.copyOfRange(message, offset, offset + chunk));
                 txCnt += chunk;
                 offset += chunk;
@@ -187,13 +188,13 @@ final class SeqpacketGuest {
     Socket connect(int hostPort, int type, int bufAlloc) {
         Socket socket = new Socket(nextPort++, hostPort, type, bufAlloc);
         sockets.put(key(socket.guestPort, hostPort), socket);
-        socket.send(Packet.REQUEST, 0, new byte[0]);
+        socket.send(VsockPacket.REQUEST, 0, new byte[0]);
         await(() -> socket.established || socket.reset, "an answer to the REQUEST for port " + hostPort);
         return socket;
     }
 
     void pump() {
-        for (Packet packet; (packet = driver.poll()) != null; ) {
+        for (VsockPacket packet : driver.poll()) {
             if (packet.srcCid() != VsockHeader.HOST_CID || packet.dstCid() != GuestDriver.GUEST_CID) {
                 violations.add("bad addressing: " + packet);
             }

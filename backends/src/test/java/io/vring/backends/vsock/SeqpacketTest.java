@@ -1,5 +1,6 @@
 package io.vring.backends.vsock;
 
+import io.vring.backends.vsock.driver.VsockPacket;
 import io.vring.engine.RingKind;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -94,7 +95,7 @@ class SeqpacketTest {
                     SeqpacketGuest.Message message = socket.messages.get(i);
                     assertArrayEquals(down.get(i), message.bytes(), "message " + i + " is record " + i);
                     assertTrue(message.eor(), "a host record ends a record: EOR with the EOM");
-                    int pieces = (down.get(i).length + 4096 - Packet.HEADER - 1) / (4096 - Packet.HEADER);
+                    int pieces = (down.get(i).length + 4096 - VsockPacket.HEADER - 1) / (4096 - VsockPacket.HEADER);
                     assertTrue(message.packets() >= pieces, "record " + i + " of " + down.get(i).length
                             + " bytes came in " + message.packets() + " packets");
                 }
@@ -128,7 +129,7 @@ class SeqpacketTest {
                 assertTrue(socket.stalledMidMessage, "the stall came in the middle of the second message");
                 assertEquals(16 * 1024, socket.receivedTotal, "exactly the guest's window, no more");
                 socket.read();
-                socket.send(Packet.CREDIT_UPDATE, 0, new byte[0]);
+                socket.send(VsockPacket.CREDIT_UPDATE, 0, new byte[0]);
                 guest.await(() -> socket.messages.size() == 2, "the rest of the second message");
                 assertArrayEquals(first, socket.messages.get(0).bytes());
                 assertArrayEquals(second, socket.messages.get(1).bytes());
@@ -212,7 +213,7 @@ class SeqpacketTest {
             assertTrue(socket.reset, "RST expected: " + socket.log);
             assertEquals(1, driver.device.stats().malformed());
             assertEquals(0, driver.device.stats().open());
-            SeqpacketGuest.Socket stream = guest.connect(PORT + 1, Packet.STREAM, 65536);
+            SeqpacketGuest.Socket stream = guest.connect(PORT + 1, VsockPacket.STREAM, 65536);
             assertTrue(stream.reset, "and a stream connect to a port with no stream listener is refused too");
         }
     }
@@ -226,15 +227,15 @@ class SeqpacketTest {
             SeqpacketGuest guest = SeqpacketGuest.negotiated(driver);
             SeqpacketGuest.Socket bystander = guest.connect(PORT, SeqpacketGuest.TYPE, 65536);
             SeqpacketHostEnd bystanderHost = SeqpacketHostEnd.accept(listener);
-            SeqpacketGuest.Socket stream = guest.connect(PORT + 1, Packet.STREAM, 65536);
+            SeqpacketGuest.Socket stream = guest.connect(PORT + 1, VsockPacket.STREAM, 65536);
             try (HostEnd streamHost = HostEnd.accept(streamListener)) {
                 // EOM on a stream RW means nothing there: the bytes go through.
-                stream.send(Packet.RW, SeqpacketGuest.EOM | SeqpacketGuest.EOR, "abc".getBytes());
+                stream.send(VsockPacket.RW, SeqpacketGuest.EOM | SeqpacketGuest.EOR, "abc".getBytes());
                 stream.txCnt += 3;
                 assertArrayEquals("abc".getBytes(), streamHost.read(3));
                 // A SEQPACKET RW on the stream connection: RST.
-                driver.send(new Packet(GuestDriver.GUEST_CID, VsockHeader.HOST_CID, stream.guestPort, stream.hostPort,
-                        SeqpacketGuest.TYPE, Packet.RW, SeqpacketGuest.EOM, 65536, 0, new byte[5]), GuestDriver.Split.WHOLE);
+                driver.send(new VsockPacket(GuestDriver.GUEST_CID, VsockHeader.HOST_CID, stream.guestPort, stream.hostPort,
+                        SeqpacketGuest.TYPE, VsockPacket.RW, SeqpacketGuest.EOM, 65536, 0, new byte[5]), GuestDriver.Split.WHOLE);
                 guest.await(() -> stream.reset, "RST for a SEQPACKET packet on a stream connection");
                 assertTrue(streamHost.sawEof(), "and its host socket is closed");
             }
@@ -242,8 +243,8 @@ class SeqpacketTest {
             SeqpacketHostEnd bigHost;
             SeqpacketGuest.Socket big = guest.connect(PORT, SeqpacketGuest.TYPE, 65536);
             bigHost = SeqpacketHostEnd.accept(listener);
-            big.send(Packet.RW, 0, new byte[bufAlloc]);
-            big.send(Packet.RW, SeqpacketGuest.EOM, new byte[1]);
+            big.send(VsockPacket.RW, 0, new byte[bufAlloc]);
+            big.send(VsockPacket.RW, SeqpacketGuest.EOM, new byte[1]);
             guest.await(() -> big.reset, "RST for a message over buf_alloc");
             assertNull(bigHost.receive(), "the host saw no record, only the end");
             bigHost.close();
@@ -275,17 +276,17 @@ class SeqpacketTest {
             SeqpacketHostEnd host = SeqpacketHostEnd.accept(listener);
             // The guest closes its sending half: the host reads what came before, then EOF; it may still send.
             socket.sendMessage("zero".getBytes(), 100, false);
-            socket.send(Packet.SHUTDOWN, Packet.SHUTDOWN_SEND, new byte[0]);
+            socket.send(VsockPacket.SHUTDOWN, VsockPacket.SHUTDOWN_SEND, new byte[0]);
             assertArrayEquals("zero".getBytes(), host.receive());
             assertNull(host.receive(), "EOF after the guest's SHUTDOWN(SEND)");
             host.send("one".getBytes());
             host.send("two".getBytes());
             host.close();
-            guest.await(() -> (socket.peerShutdown & Packet.SHUTDOWN_SEND) != 0, "SHUTDOWN(SEND) after the host's close");
+            guest.await(() -> (socket.peerShutdown & VsockPacket.SHUTDOWN_SEND) != 0, "SHUTDOWN(SEND) after the host's close");
             assertEquals(2, socket.messages.size(), "both records before the end");
             assertArrayEquals("one".getBytes(), socket.messages.get(0).bytes());
             assertArrayEquals("two".getBytes(), socket.messages.get(1).bytes());
-            socket.send(Packet.SHUTDOWN, Packet.SHUTDOWN_RCV | Packet.SHUTDOWN_SEND, new byte[0]);
+            socket.send(VsockPacket.SHUTDOWN, VsockPacket.SHUTDOWN_RCV | VsockPacket.SHUTDOWN_SEND, new byte[0]);
             guest.await(() -> socket.reset, "the final RST");
             assertEquals(0, driver.device.stats().open());
             assertEquals(List.of(), guest.violations);

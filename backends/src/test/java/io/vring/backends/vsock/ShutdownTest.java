@@ -1,5 +1,6 @@
 package io.vring.backends.vsock;
 
+import io.vring.backends.vsock.driver.VsockPacket;
 import io.vring.engine.RingKind;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -32,19 +33,19 @@ class ShutdownTest {
             GuestSocket socket = guest.connectAndWait(PORT, 65536);
             try (HostEnd host = HostEnd.accept(server)) {
                 socket.write("request".getBytes(StandardCharsets.US_ASCII), 4096);
-                socket.send(Packet.SHUTDOWN, Packet.SHUTDOWN_SEND, new byte[0]);
+                socket.send(VsockPacket.SHUTDOWN, VsockPacket.SHUTDOWN_SEND, new byte[0]);
                 assertArrayEquals("request".getBytes(StandardCharsets.US_ASCII), host.readToEnd(),
                         "the host reads the request, then EOF (shutdown(SHUT_WR) on its socket)");
                 host.write("reply");
-                guest.await(() -> socket.receivedTotal == 5, "the reply after the half-close");
+                guest.await(() -> socket.receivedTotal() == 5, "the reply after the half-close");
                 assertEquals("reply", new String(socket.receivedBytes(), StandardCharsets.US_ASCII));
                 host.close();
-                guest.await(() -> socket.peerShutdown == Packet.SHUTDOWN_SEND, "SHUTDOWN(SEND) for the host's close");
+                guest.await(() -> socket.peerShutdown() == VsockPacket.SHUTDOWN_SEND, "SHUTDOWN(SEND) for the host's close");
                 guest.settle(Duration.ofMillis(100));
-                assertFalse(socket.reset, "no RST while the guest may still read");
+                assertFalse(socket.reset(), "no RST while the guest may still read");
                 // The guest's close() ends it: SHUTDOWN both ways, answered with the final RST.
-                socket.send(Packet.SHUTDOWN, Packet.SHUTDOWN_RCV | Packet.SHUTDOWN_SEND, new byte[0]);
-                guest.await(() -> socket.reset, "RST once the guest closed");
+                socket.send(VsockPacket.SHUTDOWN, VsockPacket.SHUTDOWN_RCV | VsockPacket.SHUTDOWN_SEND, new byte[0]);
+                guest.await(() -> socket.reset(), "RST once the guest closed");
                 GuestDriver.deadline(() -> driver.device.stats().open() == 0, "the connection to go");
             }
         }
@@ -60,15 +61,15 @@ class ShutdownTest {
             try (HostEnd host = HostEnd.accept(server)) {
                 host.write("banner");
                 host.channel.shutdownOutput();
-                guest.await(() -> socket.peerShutdown != 0, "SHUTDOWN from the device");
-                assertEquals(Packet.SHUTDOWN_SEND, socket.peerShutdown, "the host will send no more; it still receives");
+                guest.await(() -> socket.peerShutdown() != 0, "SHUTDOWN from the device");
+                assertEquals(VsockPacket.SHUTDOWN_SEND, socket.peerShutdown(), "the host will send no more; it still receives");
                 assertEquals("banner", new String(socket.receivedBytes(), StandardCharsets.US_ASCII), "data before the SHUTDOWN");
-                assertFalse(socket.reset);
+                assertFalse(socket.reset());
                 socket.write("late words".getBytes(StandardCharsets.US_ASCII), 4096);
                 assertArrayEquals("late words".getBytes(StandardCharsets.US_ASCII), host.read(10));
                 // The guest closes: SHUTDOWN both ways; the device answers RST and closes the host socket.
-                socket.send(Packet.SHUTDOWN, Packet.SHUTDOWN_RCV | Packet.SHUTDOWN_SEND, new byte[0]);
-                guest.await(() -> socket.reset, "the final RST");
+                socket.send(VsockPacket.SHUTDOWN, VsockPacket.SHUTDOWN_RCV | VsockPacket.SHUTDOWN_SEND, new byte[0]);
+                guest.await(() -> socket.reset(), "the final RST");
                 assertTrue(host.sawEof());
                 GuestDriver.deadline(() -> driver.device.stats().open() == 0, "the connection to go");
             }
@@ -87,14 +88,13 @@ class ShutdownTest {
                 doomed.write(new byte[1000], 500);
                 doomedHost.read(1000);
                 doomedHost.close();
-                guest.await(() -> doomed.peerShutdown != 0 || doomed.reset, "SHUTDOWN or RST for the vanished host");
+                guest.await(() -> doomed.peerShutdown() != 0 || doomed.reset(), "SHUTDOWN or RST for the vanished host");
                 // The guest keeps writing: the device's write fails (EPIPE) and it resets the connection.
-                for (int i = 0; i < 50 && !doomed.reset; i++) {
-                    doomed.send(Packet.RW, 0, new byte[100]);
-                    doomed.txCnt += 100;
+                for (int i = 0; i < 50 && !doomed.reset(); i++) {
+                    doomed.writeSome(new byte[100], 0, 100);
                     guest.settle(Duration.ofMillis(10));
                 }
-                assertTrue(doomed.reset, "RST after the host vanished: " + doomed.log);
+                assertTrue(doomed.reset(), "RST after the host vanished: " + doomed.log);
                 survivor.write("still here".getBytes(StandardCharsets.US_ASCII), 4096);
                 assertArrayEquals("still here".getBytes(StandardCharsets.US_ASCII), survivorHost.read(10));
                 assertEquals(1, driver.device.stats().open());
@@ -108,7 +108,7 @@ class ShutdownTest {
         try (GuestDriver driver = GuestDriver.of(dir, kind);
              ServerSocketChannel server = HostEnd.listen(driver.config.listenerPath(PORT))) {
             GuestStack guest = new GuestStack(driver);
-            guest.listening.add(80);
+            guest.listen(80);
             List<HostEnd> hosts = new ArrayList<>();
             for (int i = 0; i < 5; i++) {
                 guest.connectAndWait(PORT, 65536);

@@ -36,9 +36,9 @@ class VhostUserTest {
              ServerSocketChannel server = HostEnd.listen(driver.config.listenerPath(1234));
              ExecutorService io = Executors.newVirtualThreadPerTaskExecutor()) {
             GuestStack guest = new GuestStack(driver);
-            guest.listening.add(5000);
+            guest.listen(5000);
             GuestSocket out = guest.connectAndWait(1234, 64 * 1024);
-            assertTrue(out.established, out.log.toString());
+            assertTrue(out.established(), out.log.toString());
             HostEnd outHost = HostEnd.accept(server);
             HostEnd inHost = HostEnd.connect(driver.config.udsPath());
             inHost.write("CONNECT 5000\n");
@@ -55,7 +55,7 @@ class VhostUserTest {
                 return null;
             });
             out.write(up, 16 * 1024);
-            guest.await(() -> in.receivedTotal == down.length, "host-to-guest megabyte");
+            guest.await(() -> in.receivedTotal() == down.length, "host-to-guest megabyte");
             assertArrayEquals(up, upRead.get(20, TimeUnit.SECONDS));
             assertArrayEquals(down, in.receivedBytes());
             downWrite.get(20, TimeUnit.SECONDS);
@@ -79,7 +79,7 @@ class VhostUserTest {
             assertEquals(3, driver.guestCidFromConfigSpace(), "GET_CONFIG(0, 8): le64 guest_cid");
             GuestStack guest = new GuestStack(driver);
             GuestSocket refused = guest.connectAndWait(4321, 4096);
-            assertTrue(refused.reset, "RST at once through the real workers too");
+            assertTrue(refused.reset(), "RST at once through the real workers too");
         }
     }
 }
