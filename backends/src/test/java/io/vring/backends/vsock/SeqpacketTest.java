@@ -292,4 +292,39 @@ class SeqpacketTest {
             assertEquals(List.of(), guest.violations);
         }
     }
+
+    @Test
+    void aDeviceResetClosesEveryHostSocketAndTheDevicesCloseEndsItsSeqpacketThread() throws Exception {
+        List<SeqpacketHostEnd> hosts = new ArrayList<>();
+        try (GuestDriver driver = GuestDriver.of(dir, RingKind.SPLIT);
+             AFUNIXDatagramChannel listener = SeqpacketHostEnd.listen(driver.config.listenerPath(PORT))) {
+            SeqpacketGuest guest = SeqpacketGuest.negotiated(driver);
+            for (int i = 0; i < 3; i++) {
+                SeqpacketGuest.Socket socket = guest.connect(PORT, SeqpacketGuest.TYPE, 65536);
+                assertTrue(socket.established);
+                hosts.add(SeqpacketHostEnd.accept(listener));
+                socket.sendMessage(new byte[] {(byte) i}, 1, false);
+            }
+            assertTrue(seqpacketThreads() >= 1, "the SEQPACKET thread runs once a connection exists");
+            driver.resetDevice();
+            for (int i = 0; i < 3; i++) {
+                assertArrayEquals(new byte[] {(byte) i}, hosts.get(i).receive(), "what came before the reset");
+                assertNull(hosts.get(i).receive(), "the guest is gone: the host socket is closed");
+            }
+            assertEquals(0, driver.device.stats().open());
+        } finally {
+            for (SeqpacketHostEnd host : hosts) {
+                host.close();
+            }
+        }
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (seqpacketThreads() > 0 && System.nanoTime() < end) {
+            Thread.sleep(10);
+        }
+        assertEquals(0, seqpacketThreads(), "closing the device ends its SEQPACKET thread");
+    }
+
+    private static long seqpacketThreads() {
+        return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().startsWith("vsock-seqpacket-")).count();
+    }
 }
