@@ -49,6 +49,8 @@ final class ConnectionTable {
 
     private volatile RingHandle rx;
     private Selector selector;
+    /** Watches the SEQPACKET host sockets; its thread starts with the first one. */
+    final SeqpacketHost seqpacket = new SeqpacketHost(this);
     private boolean rxWakeNeeded;
 
     ConnectionTable(String name, int maxConnections) {
@@ -68,6 +70,10 @@ final class ConnectionTable {
 
     boolean rxRunning() {
         return rx != null;
+    }
+
+    int maxConnections() {
+        return maxConnections;
     }
 
     VsockConnection get(int localPort, int peerPort) {
@@ -218,6 +224,10 @@ final class ConnectionTable {
     /** Registers the connection's host socket with the selector, watching {@code ops}. */
     void register(VsockConnection connection, int ops) throws IOException {
         connection.interest = ops;
+        if (connection.seqpacket()) {
+            seqpacket.add(connection);
+            return;
+        }
         connection.key = connection.host.register(selector, ops, connection);
         selector.wakeup();
     }
@@ -228,6 +238,12 @@ final class ConnectionTable {
             return;
         }
         connection.interest = ops;
+        if (connection.seqpacket()) {
+            if (!onSelectorThread) {
+                seqpacket.wake();
+            }
+            return;
+        }
         SelectionKey key = connection.key;
         if (key == null) {
             return;
@@ -247,6 +263,10 @@ final class ConnectionTable {
      * guest's view of our free space is a quarter of buf_alloc behind, a CREDIT_UPDATE is queued;
      * a guest that ran out of credit has sent buf_alloc bytes past the last update, so it always
      * gets one (any packet to the guest carries the credit too).
+     *
+     * <p>While a SEQPACKET message is half sent, every forwarded byte is reported at once: its bytes
+     * so far stay here until its end comes, so the guest may need just the few bytes that left to
+     * finish it, and a quarter of buf_alloc might never be forwarded.
      */
     void forwarded(VsockConnection connection, int bytes) {
         if (bytes <= 0) {
@@ -255,7 +275,7 @@ final class ConnectionTable {
         connection.fwdCnt += bytes;
         stats.bytesGuestToHost += bytes;
         long unreported = Integer.toUnsignedLong(connection.fwdCnt - connection.lastSentFwdCnt);
-        if (unreported >= Math.max(1, connection.bufAlloc / 4)) {
+        if (unreported >= Math.max(1, connection.bufAlloc / 4) || connection.awaitsMessageEnd()) {
             send(connection, VsockConnection.SEND_CREDIT_UPDATE);
         }
     }
@@ -266,8 +286,12 @@ final class ConnectionTable {
                 && connection.state == VsockConnection.State.ESTABLISHED) {
             connection.hostOutputShut = true;
             try {
-                connection.host.shutdownOutput();
-            } catch (IOException e) {
+                if (connection.seqpacket()) {
+                    io.vring.engine.os.Libc.shutdown(connection.fd, io.vring.engine.os.Libc.SHUT_WR);
+                } else {
+                    connection.host.shutdownOutput();
+                }
+            } catch (IOException | RuntimeException e) {
                 LOG.log(System.Logger.Level.DEBUG, "{0}: {1} shutdown(SHUT_WR): {2}", name, connection.name(), e.toString());
             }
         }
@@ -315,6 +339,15 @@ final class ConnectionTable {
     }
 
     private void closeQuietly(VsockConnection connection) {
+        if (connection.seqpacket()) {
+            seqpacket.remove(connection);
+            try {
+                io.vring.engine.os.Libc.close(connection.fd);
+            } catch (RuntimeException e) {
+                LOG.log(System.Logger.Level.DEBUG, "{0}: closing {1}: {2}", name, connection.name(), e.toString());
+            }
+            return;
+        }
         if (connection.key != null) {
             connection.key.cancel();
         }

@@ -3,6 +3,8 @@ package io.vring.backends.vsock;
 import io.vring.engine.DeviceQueue;
 import io.vring.engine.chain.ChainWriter;
 import io.vring.engine.chain.DescriptorChain;
+import io.vring.engine.os.Libc;
+import io.vring.engine.os.NativeCallException;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -137,7 +139,7 @@ final class RxProcessor {
             return packet(connection, OP_RESPONSE, 0, 0);
         }
         if (connection.hostDataWaiting()) {
-            int used = data(connection);
+            int used = connection.seqpacket() ? record(connection) : data(connection);
             if (used > 0 || connection.state == VsockConnection.State.CLOSED) {
                 return used;
             }
@@ -191,13 +193,7 @@ final class RxProcessor {
                 return 0;
             }
             if (n < 0) {
-                // Host half-closed (or closed): the guest reads EOF and may still send, as over TCP.
-                connection.hostReadable = false;
-                connection.hostEof = true;
-                connection.shutdownFlags |= SHUTDOWN_SEND;
-                connection.pending |= VsockConnection.SEND_SHUTDOWN;
-                table.interest(connection, connection.interest & ~SelectionKey.OP_READ, false);
-                table.closeIfFinished(connection);
+                hostEof(connection);
                 return 0;
             }
         }
@@ -206,6 +202,113 @@ final class RxProcessor {
         connection.txCnt += n;
         table.stats.bytesHostToGuest += n;
         return SIZE + n;
+    }
+
+    /** Host half-closed (or closed): the guest reads EOF and may still send, as over TCP. */
+    private void hostEof(VsockConnection connection) {
+        connection.hostReadable = false;
+        connection.hostEof = true;
+        connection.shutdownFlags |= SHUTDOWN_SEND;
+        connection.pending |= VsockConnection.SEND_SHUTDOWN;
+        table.interest(connection, connection.interest & ~SelectionKey.OP_READ, false);
+        table.closeIfFinished(connection);
+    }
+
+    /**
+     * The next piece of a host record (SEQPACKET) in one RW packet, within the guest's credit and the
+     * buffer; the last piece carries EOM and EOR (a host record is a whole message and a whole
+     * record: AF_UNIX has no second kind of boundary). A record is read whole, only once the one
+     * before it is all sent. 0 if nothing could be sent.
+     */
+    private int record(VsockConnection connection) {
+        long credit = connection.peerFree();
+        if (credit == 0) {
+            if (!connection.stalled) {
+                connection.stalled = true;
+                connection.pending |= VsockConnection.SEND_CREDIT_REQUEST;
+                table.stats.creditStalls++;
+            }
+            return 0;
+        }
+        if (!connection.recordPending() && !readRecord(connection)) {
+            return 0;
+        }
+        int left = connection.recordLength - connection.recordSent;
+        int n = (int) Math.min(Math.min(credit, writer.remaining() - SIZE), Math.min(MAX_PAYLOAD, left));
+        if (n <= 0) {
+            return 0;
+        }
+        boolean last = n == left;
+        packet(connection, OP_RW, n, last ? SEQ_EOM | SEQ_EOR : 0);
+        writer.write(connection.record, connection.recordSent, n);
+        connection.txCnt += n;
+        table.stats.bytesHostToGuest += n;
+        if (last) {
+            connection.recordLength = 0;
+            connection.recordSent = 0;
+            table.stats.messagesHostToGuest++;
+        } else {
+            connection.recordSent += n;
+        }
+        return SIZE + n;
+    }
+
+    /** Reads the host's next record into the connection; false if there was none to send (or it reset). */
+    private boolean readRecord(VsockConnection connection) {
+        MemorySegment buffer = connection.recordBuffer(VsockConnection.MAX_HOST_RECORD);
+        long n;
+        try {
+            n = Libc.recv(connection.fd, buffer, 0, buffer.byteSize(), Libc.MSG_DONTWAIT | Libc.MSG_TRUNC);
+        } catch (NativeCallException e) {
+            table.reset(connection, "reading the host socket: " + e.getMessage());
+            return false;
+        }
+        if (n < 0) {
+            connection.hostReadable = false;
+            table.interest(connection, connection.interest | SelectionKey.OP_READ, false);
+            return false;
+        }
+        if (n == 0) {
+            emptyRecordOrEof(connection, buffer);
+            return false;
+        }
+        if (n > VsockConnection.MAX_HOST_RECORD) {
+            table.warnings.warn(connection.name() + ": a host record of " + n + " bytes is longer than the "
+                    + VsockConnection.MAX_HOST_RECORD + " the device takes; RST");
+            table.reset(connection, "host record too long");
+            return false;
+        }
+        if (n > Integer.toUnsignedLong(connection.peerBufAlloc)) {
+            // The guest reads a message only once it is whole, and never has room for this one.
+            table.warnings.warn(connection.name() + ": a host record of " + n + " bytes is longer than the guest's"
+                    + " buf_alloc " + Integer.toUnsignedString(connection.peerBufAlloc) + "; RST");
+            table.reset(connection, "host record larger than the guest's buffer");
+            return false;
+        }
+        connection.recordLength = (int) n;
+        connection.recordSent = 0;
+        return true;
+    }
+
+    /**
+     * recv gave 0: end of file, or a record of no bytes, which a guest message cannot be (it is
+     * dropped). A peek tells them apart: at end of file it gives 0 again; an empty record is followed
+     * by more records or by nothing yet (EAGAIN). Two empty records in a row read as end of file.
+     */
+    private void emptyRecordOrEof(VsockConnection connection, MemorySegment buffer) {
+        long next;
+        try {
+            next = Libc.recv(connection.fd, buffer, 0, 1, Libc.MSG_DONTWAIT | Libc.MSG_PEEK);
+        } catch (NativeCallException e) {
+            table.reset(connection, "reading the host socket: " + e.getMessage());
+            return;
+        }
+        if (next == 0) {
+            hostEof(connection);
+        } else {
+            table.stats.dropped++;
+            table.warnings.warn(connection.name() + ": the host sent an empty record; dropped");
+        }
     }
 
     /** Writes a header of the connection (its credit included) and returns the header's size; the payload follows. */

@@ -3,6 +3,8 @@ package io.vring.backends.vsock;
 import io.vring.engine.DeviceQueue;
 import io.vring.engine.chain.ChainReader;
 import io.vring.engine.chain.DescriptorChain;
+import io.vring.engine.os.Libc;
+import io.vring.engine.os.NativeCallException;
 import io.vring.protocol.RingHandle;
 
 import java.io.IOException;
@@ -247,6 +249,10 @@ final class TxProcessor {
             return;
         }
         Path path = config.listenerPath(localPort);
+        if (type == TYPE_SEQPACKET) {
+            requestSeqpacket(localPort, peerPort, path);
+            return;
+        }
         SocketChannel channel = null;
         try {
             channel = SocketChannel.open(StandardProtocolFamily.UNIX);
@@ -270,6 +276,33 @@ final class TxProcessor {
                     Integer.toUnsignedString(peerPort), path, e.toString());
             table.queueReset(localPort, peerPort, type);
         }
+    }
+
+    /**
+     * A SEQPACKET connect: a SOCK_SEQPACKET socket to {@code path}. A UNIX connect ends at once, so
+     * the guest hears RESPONSE or RST now; a stream listener there refuses the type (EPROTOTYPE).
+     */
+    private void requestSeqpacket(int localPort, int peerPort, Path path) {
+        int fd;
+        try {
+            fd = Libc.unixConnect(path, Libc.SOCK_SEQPACKET);
+        } catch (NativeCallException | IllegalArgumentException e) {
+            table.stats.refused++;
+            LOG.log(System.Logger.Level.DEBUG, "{0}: guest port {1} -> {2} (SEQPACKET): {3}; RST", table.name(),
+                    Integer.toUnsignedString(peerPort), path, e.getMessage());
+            table.queueReset(localPort, peerPort, TYPE_SEQPACKET);
+            return;
+        }
+        VsockConnection connection = new VsockConnection(localPort, peerPort, fd, config.txBufferSize());
+        table.add(connection);
+        takeCredit(connection);
+        try {
+            table.register(connection, SelectionKey.OP_READ);
+        } catch (IOException | RuntimeException e) {
+            table.reset(connection, "watching the SEQPACKET socket: " + e);
+            return;
+        }
+        table.send(connection, VsockConnection.SEND_RESPONSE);
     }
 
     /** The guest accepted a host-initiated connection: tell the host {@code OK <port>}, then carry data. */
@@ -305,6 +338,12 @@ final class TxProcessor {
             table.interest(connection, connection.interest & ~SelectionKey.OP_READ, false);
         }
         if ((flags & SHUTDOWN_SEND) != 0) {
+            if (connection.messages != null && connection.messages.assembling() > 0) {
+                malformed(header.describe() + ": SHUTDOWN(SEND) in the middle of a message; its "
+                        + connection.messages.assembling() + " bytes are dropped");
+                // The guest sends nothing more, so its credit no longer matters.
+                connection.messages.dropAssembling();
+            }
             connection.guestShutdownSend = true;
             table.shutHostOutputIfDue(connection);
         }
@@ -316,6 +355,10 @@ final class TxProcessor {
             String why = connection.guestShutdownSend ? "RW after SHUTDOWN(SEND)" : "RW before the connection is open";
             malformed(header.describe() + ": " + why + "; RST");
             table.reset(connection, why);
+            return;
+        }
+        if (connection.seqpacket()) {
+            message(connection, len, (header.flags() & SEQ_EOM) != 0);
             return;
         }
         if (len == 0) {
@@ -345,6 +388,67 @@ final class TxProcessor {
             }
             connection.backlog.append(stagingSegment, written, len - written);
             table.interest(connection, connection.interest | SelectionKey.OP_WRITE, false);
+        }
+    }
+
+    /**
+     * An RW packet of a SEQPACKET connection: part of a message, or its end ({@code eom}). A complete
+     * message goes to the host as one record: straight from the packet when it is all in this packet
+     * and nothing waits before it, else from the connection's {@link SeqpacketBacklog}. A record the
+     * socket cannot take now stays whole in the backlog; fwd_cnt counts its bytes once it is sent.
+     * EOR is not passed on: AF_UNIX has one kind of boundary, and every record is a whole message.
+     */
+    private void message(VsockConnection connection, int len, boolean eom) {
+        SeqpacketBacklog backlog = connection.messages;
+        int assembling = backlog == null ? 0 : backlog.assembling();
+        if ((long) assembling + len > connection.bufAlloc) {
+            malformed(header.describe() + ": a SEQPACKET message of more than buf_alloc " + connection.bufAlloc
+                    + " bytes (" + assembling + " so far); RST");
+            table.reset(connection, "message larger than buf_alloc");
+            return;
+        }
+        if ((long) connection.backlogSize() + len > connection.bufAlloc) {
+            malformed(header.describe() + ": the guest sent past its credit (" + connection.backlogSize()
+                    + " bytes wait, buf_alloc " + connection.bufAlloc + "); RST");
+            table.reset(connection, "credit exceeded");
+            return;
+        }
+        if (len == 0 && assembling == 0) {
+            if (eom) {
+                // Linux never sends an empty message; an empty record would read as end of file on the host.
+                dropped(header.describe() + ": an empty SEQPACKET message");
+            }
+            return;
+        }
+        reader.read(stagingSegment, 0, len);
+        if (eom && connection.backlogSize() == 0) {
+            long sent;
+            try {
+                sent = Libc.send(connection.fd, stagingSegment, 0, len, Libc.MSG_DONTWAIT);
+            } catch (NativeCallException e) {
+                table.reset(connection, "sending a record to the host: " + e.getMessage());
+                return;
+            }
+            if (sent >= 0) {
+                table.forwarded(connection, len);
+                table.stats.messagesGuestToHost++;
+                return;
+            }
+        }
+        if (backlog == null) {
+            backlog = connection.messages = new SeqpacketBacklog(connection.bufAlloc);
+        }
+        backlog.append(stagingSegment, 0, len);
+        if (!eom && connection.fwdCnt != connection.lastSentFwdCnt) {
+            // The guest may need exactly the credit that forwards since the last report freed to end this message.
+            table.send(connection, VsockConnection.SEND_CREDIT_UPDATE);
+        }
+        if (eom) {
+            backlog.endMessage();
+            table.stats.messagesGuestToHost++;
+            if ((connection.interest & SelectionKey.OP_WRITE) == 0) {
+                table.seqpacket.flush(connection);
+            }
         }
     }
 

@@ -1,5 +1,7 @@
 package io.vring.backends.vsock;
 
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.SocketChannel;
 
@@ -15,6 +17,11 @@ import java.nio.channels.SocketChannel;
  * bytes actually written to the host socket. Bytes the socket did not take wait in the
  * {@link TxBacklog}, whose capacity is {@code bufAlloc}, so a guest within its credit never
  * overflows it.
+ *
+ * <p><b>SEQPACKET.</b> The host socket is an AF_UNIX SOCK_SEQPACKET fd ({@link #fd}, no channel)
+ * watched by {@link SeqpacketHost}. Guest messages wait in a {@link SeqpacketBacklog}; a host record
+ * is read whole into {@link #record} and goes to the guest in as many RW packets as its rx buffers
+ * and credit need, EOM and EOR on the last.
  */
 final class VsockConnection {
     enum State {
@@ -31,11 +38,20 @@ final class VsockConnection {
     static final int SEND_REQUEST = 1, SEND_RESPONSE = 2, SEND_SHUTDOWN = 4, SEND_CREDIT_UPDATE = 8,
             SEND_CREDIT_REQUEST = 16;
 
+    /**
+     * The longest host record the device takes (Linux's default and largest vsock buffer, which a
+     * whole guest message must fit); a longer one resets the connection.
+     */
+    static final int MAX_HOST_RECORD = 256 * 1024;
+
     final int localPort;
     final int peerPort;
     final int type;
     final boolean hostInitiated;
+    /** The stream host socket; null on a SEQPACKET connection. */
     final SocketChannel host;
+    /** The SEQPACKET host socket's fd; -1 on a stream connection. */
+    final int fd;
     SelectionKey key;
     int interest;
     State state;
@@ -62,17 +78,33 @@ final class VsockConnection {
     long deadline;
 
     TxBacklog backlog;
+    SeqpacketBacklog messages;
+    /** The host record being delivered (SEQPACKET), allocated on the first read; its length and the bytes sent so far. */
+    MemorySegment record;
+    int recordLength;
+    int recordSent;
     /** Host bytes that arrived in the same read as the CONNECT line. */
     byte[] readAhead;
     int readAheadPos;
 
     VsockConnection(int localPort, int peerPort, int type, boolean hostInitiated, SocketChannel host, int bufAlloc,
                     State state) {
+        this(localPort, peerPort, type, hostInitiated, host, -1, bufAlloc, state);
+    }
+
+    /** A guest-initiated SEQPACKET connection over the connected host socket {@code fd}. */
+    VsockConnection(int localPort, int peerPort, int fd, int bufAlloc) {
+        this(localPort, peerPort, VsockHeader.TYPE_SEQPACKET, false, null, fd, bufAlloc, State.ESTABLISHED);
+    }
+
+    private VsockConnection(int localPort, int peerPort, int type, boolean hostInitiated, SocketChannel host, int fd,
+                            int bufAlloc, State state) {
         this.localPort = localPort;
         this.peerPort = peerPort;
         this.type = type;
         this.hostInitiated = hostInitiated;
         this.host = host;
+        this.fd = fd;
         this.bufAlloc = bufAlloc;
         this.state = state;
     }
@@ -91,13 +123,35 @@ final class VsockConnection {
         return Math.max(0, Integer.toUnsignedLong(peerBufAlloc) - inFlight);
     }
 
+    boolean seqpacket() {
+        return fd >= 0;
+    }
+
+    /** Bytes of a host record not yet sent to the guest. */
+    boolean recordPending() {
+        return recordSent < recordLength;
+    }
+
+    /** Room for a whole host record of {@code capacity} bytes plus one (so a longer record shows as too long). */
+    MemorySegment recordBuffer(int capacity) {
+        if (record == null) {
+            record = MemorySegment.ofBuffer(ByteBuffer.allocateDirect(capacity + 1));
+        }
+        return record;
+    }
+
+    /** A SEQPACKET message from the guest is half received: its end needs credit that only a forward can free. */
+    boolean awaitsMessageEnd() {
+        return messages != null && messages.assembling() > 0;
+    }
+
     boolean hasReadAhead() {
         return readAhead != null && readAheadPos < readAhead.length;
     }
 
     /** Host data may be waiting (socket readable or bytes kept from the handshake). */
     boolean hostDataWaiting() {
-        return state == State.ESTABLISHED && !guestShutdownRcv && (hostReadable || hasReadAhead());
+        return state == State.ESTABLISHED && !guestShutdownRcv && (hostReadable || hasReadAhead() || recordPending());
     }
 
     /** Whether an rx buffer would let this connection send something now. */
@@ -107,7 +161,7 @@ final class VsockConnection {
     }
 
     int backlogSize() {
-        return backlog == null ? 0 : backlog.size();
+        return backlog != null ? backlog.size() : messages != null ? messages.size() : 0;
     }
 
     String name() {

@@ -33,8 +33,24 @@ import java.util.concurrent.TimeUnit;
  * process with several {@code --vm}) pass packets between their guests when the VMs share a group,
  * as vhost-device-vsock's {@code --groups} does: a guest connects to another guest's CID directly.
  *
- * <p><b>Not offered.</b> INFLIGHT_SHMFD: a byte stream cannot be replayed. SEQPACKET: the host side
- * of the hybrid model is a stream socket, which keeps no message boundaries.
+ * <p><b>SEQPACKET</b> (feature bit 1, offered; used when the guest acks it, else a SEQPACKET REQUEST
+ * gets RST). A guest SEQPACKET connect to CID 2 port P connects an AF_UNIX SOCK_SEQPACKET socket to
+ * {@code <uds-path>_P} ({@link SeqpacketHost}); a stream listener there refuses the type and the guest
+ * gets RST at once. A guest message (RW packets up to the one with EOM) becomes one host record; a
+ * host record becomes one guest message over as many rx buffers and credit windows as it needs, EOM
+ * and EOR on its last packet. AF_UNIX has one kind of boundary, so the guest's EOR is not passed on
+ * and every host record arrives as a whole record. Messages are at most {@code --tx-buffer-size}
+ * bytes toward the host (the device's buf_alloc; a longer one is RST) and host records at most
+ * 256 KiB and the guest's buf_alloc (else RST: the guest could never read it). Empty messages are
+ * dropped both ways (Linux never sends one; on the host it would read as end of file). A record the
+ * host socket can never take (longer than its send buffer, about 208 KiB by default: only with a
+ * larger {@code --tx-buffer-size}) resets the connection. Each SEQPACKET connection holds, once
+ * used, a 256 KiB buffer for the host record being delivered and, under backpressure, a backlog of
+ * {@code --tx-buffer-size} bytes. SEQPACKET is
+ * guest-initiated only: the hybrid {@code CONNECT} handshake is a stream, so host programs cannot open
+ * a SEQPACKET connection to the guest.
+ *
+ * <p><b>Not offered.</b> INFLIGHT_SHMFD: a byte stream cannot be replayed.
  */
 public final class VsockDevice implements Backend, AutoCloseable {
     private static final System.Logger LOG = System.getLogger(VsockDevice.class.getName());
@@ -112,7 +128,7 @@ public final class VsockDevice implements Backend, AutoCloseable {
 
     @Override
     public long features() {
-        return VirtioFeatures.RING_FEATURES;
+        return VirtioFeatures.RING_FEATURES | 1L << F_SEQPACKET;
     }
 
     @Override
@@ -282,5 +298,6 @@ public final class VsockDevice implements Backend, AutoCloseable {
         }
         host.close();
         reset();
+        table.seqpacket.close();
     }
 }

@@ -70,4 +70,49 @@ class DataPathAllocationTest {
             assertEquals(0, best[1], "tx worker allocated in every round of 2 MiB guest-to-host");
         }
     }
+
+    @ParameterizedTest
+    @EnumSource(RingKind.class)
+    void seqpacketMessagesBothWaysAllocateNothingOnTheRingWorkers(RingKind kind) throws Exception {
+        int size = 32 * 1024;
+        int perRound = 64;
+        try (GuestDriver driver = new GuestDriver(dir, kind, false, size, GuestDriver.RxLayout.HEADER_APART, 4096, 1);
+             org.newsclub.net.unix.AFUNIXDatagramChannel listener = SeqpacketHostEnd.listen(driver.config.listenerPath(78));
+             ExecutorService io = Executors.newVirtualThreadPerTaskExecutor()) {
+            SeqpacketGuest guest = SeqpacketGuest.negotiated(driver);
+            SeqpacketGuest.Socket socket = guest.connect(78, SeqpacketGuest.TYPE, 64 * 1024);
+            SeqpacketHostEnd host = SeqpacketHostEnd.accept(listener);
+            byte[] message = GuestToHostTest.bytes(new SplittableRandom(2), size);
+            long[] best = {Long.MAX_VALUE, Long.MAX_VALUE};
+            for (int round = 0; round < MAX_ROUNDS && (best[0] > 0 || best[1] > 0); round++) {
+                long[] before = driver.workerAllocations();
+                int received = socket.messages.size();
+                // The host program echoes every record it reads.
+                Future<?> echo = io.submit(() -> {
+                    for (int i = 0; i < perRound; i++) {
+                        host.send(host.receive());
+                    }
+                    return null;
+                });
+                for (int i = 0; i < perRound; i++) {
+                    socket.sendMessage(message, 16 * 1024, false);
+                }
+                int r = round;
+                guest.await(() -> socket.messages.size() == received + perRound, "round " + r);
+                echo.get(20, TimeUnit.SECONDS);
+                assertArrayEquals(message, socket.messages.getLast().bytes());
+                socket.messages.clear();
+                long[] after = driver.workerAllocations();
+                if (round >= 2) {
+                    best[0] = Math.min(best[0], after[0] - before[0]);
+                    best[1] = Math.min(best[1], after[1] - before[1]);
+                }
+                System.out.printf("seqpacket round %d: rx worker %d bytes, tx worker %d bytes%n", round,
+                        after[0] - before[0], after[1] - before[1]);
+            }
+            host.close();
+            assertEquals(0, best[0], "rx worker allocated in every round of 2 MiB of host records");
+            assertEquals(0, best[1], "tx worker allocated in every round of 2 MiB of guest messages");
+        }
+    }
 }

@@ -164,6 +164,7 @@ class GuestToHostTest {
             for (int bit : new int[] {32, 29, 34, 28}) {
                 assertTrue((features & (1L << bit)) != 0, "feature bit " + bit);
             }
+            assertTrue((features & 1L << VsockDevice.F_SEQPACKET) != 0, "VIRTIO_VSOCK_F_SEQPACKET");
             assertEquals(1L << 9 | 1L << 19, device.protocolFeatures(),
                     "CONFIG and DEVICE_STATE: no INFLIGHT_SHMFD, a stream cannot be replayed");
             assertEquals(0, device.process(VsockDevice.EVENT_QUEUE, null), "the event queue is never consumed");

@@ -53,6 +53,41 @@ final class HybridHosts implements AutoCloseable {
     }
 
     /**
+     * Listens at {@code listener} with a SOCK_SEQPACKET socket now, accepts one guest connection and
+     * sends every record back as it came, until the guest's EOF; then closes. Returns the records
+     * and bytes echoed.
+     */
+    Future<long[]> echoSeqpacket(Path listener) throws IOException {
+        org.newsclub.net.unix.AFUNIXDatagramChannel server = SeqpacketHostEnd.listen(listener);
+        channels.add(server);
+        return threads.submit(() -> {
+            org.newsclub.net.unix.AFUNIXDatagramChannel channel =
+                    (org.newsclub.net.unix.AFUNIXDatagramChannel) server.socket().accept().getChannel();
+            channels.add(channel);
+            channel.configureBlocking(true);
+            // Larger than any record the guest may send: a longer one would show as a wrong length there.
+            ByteBuffer record = ByteBuffer.allocateDirect(256 * 1024);
+            long records = 0;
+            long bytes = 0;
+            while (true) {
+                record.clear();
+                int n = channel.read(record);
+                if (n <= 0) {
+                    break;
+                }
+                record.flip();
+                if (channel.write(record) != n) {
+                    throw new AssertionError("a record of " + n + " bytes went back in part");
+                }
+                records++;
+                bytes += n;
+            }
+            channel.close();
+            return new long[] {records, bytes};
+        });
+    }
+
+    /**
      * Listens at {@code listener} ({@code <uds-path>_<port>}) now, and accepts {@code conns} guest
      * connections: each must carry {@code bytes} of its guest-to-host stream; each gets
      * {@code reply} bytes of its host-to-guest stream after the guest's half-close.

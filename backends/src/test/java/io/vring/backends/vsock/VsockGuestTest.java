@@ -35,6 +35,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  *   <li>reads its CID (IOCTL_VM_SOCKETS_GET_LOCAL_CID), which QEMU took from the device's config space;</li>
  *   <li>connects to a host port nobody listens on, which must fail at once with a reset, not after
  *       the guest's 2 s connect timeout;</li>
+ *   <li>opens a SOCK_SEQPACKET connection to {@code <uds-path>_5007}, where a host program echoes every
+ *       record, and sends {@value #SEQ_MESSAGES} messages of seeded sizes up to 64 KiB (the device's
+ *       buf_alloc) with MSG_EOR: each comes back as one message of its length and bytes with MSG_EOR;
+ *       then a SEQPACKET connect to the stream listener on port 5000 must be refused at once;</li>
  *   <li>opens {@value #CONNS} connections in parallel to a host listener on {@code <uds-path>_5000}
  *       and sends {@value #BYTES_PER_CONN} bytes on each, shuts its sending half, and reads the
  *       host's reply, sent only after the host saw EOF;</li>
@@ -70,6 +74,8 @@ class VsockGuestTest {
     /** Many short connections at once each way: the connection table, port pairs and rx fairness. */
     private static final int HOST_PORT_MANY = 5006, GUEST_PORT_MANY = 6006, MANY_CONNS = 64, MANY_BYTES = 16 << 10;
     private static final int HOST_PORT_HELD = 5003, CLOSED_GUEST_PORT = 7000;
+    /** SEQPACKET: a host program that echoes records, and how many messages the guest sends it. */
+    private static final int HOST_PORT_SEQPACKET = 5007, SEQ_MESSAGES = 200;
     /** The guest's last step: it waits for one empty host connection here, so it runs as long as the test needs. */
     private static final int GUEST_PORT_RELEASE = 6003;
     /** The host closes a connection the guest floods, and the guest closes one the host floods. */
@@ -118,6 +124,7 @@ class VsockGuestTest {
         long heldEndedAfterUnbind;
         VsockStats.Snapshot beforeCloses;
         VsockStats.Snapshot beforeSink;
+        long[] seqEchoed;
         try (VsockDevice device = VsockDevice.open(config);
              BackendServer server = BackendServer.listen(socket, device);
              HybridHosts hosts = new HybridHosts(seed)) {
@@ -130,6 +137,7 @@ class VsockGuestTest {
                     HOST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, BOTH_BYTES);
             List<Future<HybridHosts.Outcome>> fromGuestMany = hosts.acceptFromGuest(config.listenerPath(HOST_PORT_MANY),
                     HOST_PORT_MANY, MANY_CONNS, MANY_BYTES, MANY_BYTES);
+            Future<long[]> seqEcho = hosts.echoSeqpacket(config.listenerPath(HOST_PORT_SEQPACKET));
             Future<Long> heldEnds = hosts.acceptHeldConnection(config.listenerPath(HOST_PORT_HELD));
             Future<Long> hostClosed = hosts.acceptAndCloseEarly(config.listenerPath(HOST_PORT_CLOSES), HOST_PORT_CLOSES,
                     BYTES_BEFORE_CLOSE);
@@ -149,12 +157,26 @@ class VsockGuestTest {
                 assertTrue(Long.parseLong(refused.group(4)) < REFUSED_WITHIN_MILLIS,
                         "refused after " + refused.group(4) + " ms: the reset must come at once");
 
+                String seqBytes = guest.awaitLine(Pattern.compile("^SEQPACKET-BYTES " + HOST_PORT_SEQPACKET + " (\\d+)$"),
+                        GUEST_STEP).group(1);
+                assertGuestDone(guest, "SEQPACKET", HOST_PORT_SEQPACKET);
+                seqEchoed = seqEcho.get(GUEST_STEP.toSeconds(), TimeUnit.SECONDS);
+                assertEquals(SEQ_MESSAGES, seqEchoed[0], "every guest message was one host record");
+                assertEquals(seqBytes, String.valueOf(seqEchoed[1]), "the host echoed every byte the guest sent");
+
                 long g2hStart = System.nanoTime();
                 assertGuestDone(guest, "CONNECT", HOST_PORT);
                 List<HybridHosts.Outcome> g2h = HybridHosts.await(fromGuest, GUEST_STEP);
                 long g2hMillis = millisSince(g2hStart);
                 assertEquals(indices(CONNS), g2h.stream().map(HybridHosts.Outcome::index).collect(Collectors.toCollection(TreeSet::new)),
                         "every guest connection reached the host listener once");
+
+                Matcher seqRefused = guest.awaitLine(Pattern.compile("^SEQREFUSED(-CONNECTED)?(?: (\\d+) (\\S+) (\\d+))?$"),
+                        GUEST_STEP);
+                assertEquals(null, seqRefused.group(1), "a SEQPACKET connect to a stream listener must fail");
+                assertEquals(ECONNRESET, Integer.parseInt(seqRefused.group(2)), "refused with " + seqRefused.group(3));
+                assertTrue(Long.parseLong(seqRefused.group(4)) < REFUSED_WITHIN_MILLIS,
+                        "SEQPACKET refused after " + seqRefused.group(4) + " ms: the reset must come at once");
 
                 guest.awaitLine(Pattern.compile("^LISTENING " + GUEST_PORT + "$"), GUEST_STEP);
                 assertEquals("", hosts.connectToClosedGuestPort(uds, CLOSED_GUEST_PORT).get(GUEST_STEP.toSeconds(), TimeUnit.SECONDS),
@@ -259,14 +281,17 @@ class VsockGuestTest {
                 + (long) (CONNS + AFTER_RESET_CONNS) * REPLY + 2L * BOTH_CONNS * BOTH_BYTES + 2L * MANY_CONNS * MANY_BYTES;
         // Plus the 4-byte index that opens each connection (the held one sends only that).
         long indices = 4L * (CONNS + AFTER_RESET_CONNS + BOTH_CONNS + MANY_CONNS);
-        assertEquals(streams + indices + 4, beforeCloses.bytesGuestToHost(), beforeCloses.toString());
+        assertEquals(streams + indices + 4 + seqEchoed[1], beforeCloses.bytesGuestToHost(), beforeCloses.toString());
         long afterReset = (long) AFTER_RESET_CONNS * AFTER_RESET_BYTES + (long) AFTER_RESET_CONNS * REPLY + 4L * AFTER_RESET_CONNS;
-        assertEquals(streams + indices - afterReset, beforeSink.bytesHostToGuest(), beforeSink.toString());
+        assertEquals(streams + indices - afterReset + seqEchoed[1], beforeSink.bytesHostToGuest(), beforeSink.toString());
+        assertEquals(SEQ_MESSAGES, deviceStats.messagesGuestToHost(), deviceStats.toString());
+        assertEquals(SEQ_MESSAGES, deviceStats.messagesHostToGuest(), deviceStats.toString());
         assertEquals(0, deviceStats.malformed(), deviceStats.toString());
         assertEquals(0, deviceStats.dropped(), deviceStats.toString());
-        assertEquals(1, deviceStats.refused(), "the REQUEST to a host port nobody listens on: " + deviceStats);
-        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + MANY_CONNS + 2, deviceStats.guestConnections(),
-                "the guest's connections, the held and the flooding one included: " + deviceStats);
+        assertEquals(2, deviceStats.refused(), "the REQUEST to a host port nobody listens on, the SEQPACKET one to"
+                + " a stream listener: " + deviceStats);
+        assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + MANY_CONNS + 3, deviceStats.guestConnections(),
+                "the guest's connections, the held, the flooding and the SEQPACKET one included: " + deviceStats);
         assertEquals(CONNS + AFTER_RESET_CONNS + BOTH_CONNS + MANY_CONNS + 4, deviceStats.hostConnections(),
                 "the host's CONNECTs, to a closed guest port, the two flooding ones and the release included: " + deviceStats);
         assertEquals(0, deviceStats.open(), "nothing left open: " + deviceStats);
@@ -280,7 +305,9 @@ class VsockGuestTest {
         return """
                 vsock_guest cid || exit 1
                 vsock_guest refused %2$d || exit 1
+                vsock_guest seqpacket %27$d %28$d %1$s || exit 1
                 vsock_guest connect %3$d %5$d %6$d %7$d %1$s || exit 1
+                vsock_guest seqrefused %3$d || exit 1
                 vsock_guest serve %4$d %5$d %6$d %7$d %1$s || exit 1
                 vsock_guest serve %13$d %14$d %15$d %15$d %1$s & serving=$!
                 vsock_guest connect %12$d %14$d %15$d %15$d %1$s; connected=$?
@@ -307,7 +334,7 @@ class VsockGuestTest {
                 HOST_PORT_AFTER_RESET, GUEST_PORT_AFTER_RESET, AFTER_RESET_CONNS, AFTER_RESET_BYTES,
                 HOST_PORT_BOTH, GUEST_PORT_BOTH, BOTH_CONNS, BOTH_BYTES, HOST_PORT_HELD, GUEST_PORT_RELEASE,
                 HOST_PORT_CLOSES, GUEST_PORT_CLOSES, BYTES_BEFORE_CLOSE, GUEST_PORT_SINK, SINK_BYTES_BEFORE_RESET,
-                HOST_PORT_MANY, GUEST_PORT_MANY, MANY_CONNS, MANY_BYTES);
+                HOST_PORT_MANY, GUEST_PORT_MANY, MANY_CONNS, MANY_BYTES, HOST_PORT_SEQPACKET, SEQ_MESSAGES);
     }
 
     /** Waits for the guest program's summary line; on failure shows the guest's FAIL lines. */

@@ -5,6 +5,15 @@
  *   vsock_guest refused <port>
  *       connects to the host (CID 2, or VSOCK_PEER_CID) on a port nobody listens on; prints
  *       "REFUSED <errno> <errno name> <ms>", or "REFUSED-CONNECTED" if the connect succeeded.
+ *   vsock_guest seqpacket <port> <messages> <seed>
+ *       one SOCK_SEQPACKET connection to the host on <port>, whose program echoes every record:
+ *       sends <messages> messages of seeded sizes from 1 byte to 64 KiB (the device's buf_alloc),
+ *       each with MSG_EOR, and checks that each comes back as one message of the same length and
+ *       bytes, with MSG_EOR and without MSG_TRUNC; then shuts its sending half and expects EOF.
+ *       Prints "SEQPACKET-DONE <port> failures=<n> in <ms> ms".
+ *   vsock_guest seqrefused <port>
+ *       a SOCK_SEQPACKET connect to the host on a port with a stream listener, which must fail at
+ *       once; prints "SEQREFUSED <errno> <errno name> <ms>" or "SEQREFUSED-CONNECTED".
  *   vsock_guest connect <port> <conns> <bytes> <reply-bytes> <seed>
  *       <conns> parallel connections to the host on <port>, one process each; to another guest's
  *       CID instead when VSOCK_PEER_CID is set (sibling VMs).
@@ -50,6 +59,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -224,6 +234,76 @@ static int refused(unsigned port) {
     }
     int error = errno;
     say("REFUSED %d %s %lld", error, strerrorname_np(error), now_ms() - start);
+    close(fd);
+    return 0;
+}
+
+#define SEQ_MAX (64 * 1024)
+
+static int seqpacket(unsigned port, unsigned messages, uint64_t seed) {
+    static unsigned char out[SEQ_MAX], in[SEQ_MAX + 1];
+    long long start = now_ms();
+    int fd = socket(AF_VSOCK, SOCK_SEQPACKET, 0);
+    struct sockaddr_vm host = vsock_address(VMADDR_CID_HOST, port);
+    if (fd < 0 || connect(fd, (struct sockaddr *) &host, sizeof host) != 0) {
+        say("FAIL seqpacket %u: connect: %s", port, strerror(errno));
+        return 1;
+    }
+    int failures = 0;
+    uint64_t bytes = 0;
+    for (unsigned i = 0; i < messages && failures < 5; i++) {
+        size_t len = 1 + (size_t) (mix(seed ^ ((uint64_t) port << 32) ^ i) % SEQ_MAX);
+        pattern(stream_seed(seed, port, i, GUEST_TO_HOST), 0, out, len);
+        ssize_t sent = send(fd, out, len, MSG_EOR);
+        if (sent != (ssize_t) len) {
+            say("FAIL seqpacket %u: message %u of %zu bytes: send gave %zd: %s", port, i, len, sent, strerror(errno));
+            return 1;
+        }
+        struct iovec iov = {in, sizeof in};
+        struct msghdr message;
+        memset(&message, 0, sizeof message);
+        message.msg_iov = &iov;
+        message.msg_iovlen = 1;
+        ssize_t got = recvmsg(fd, &message, 0);
+        if (got != (ssize_t) len || (message.msg_flags & MSG_TRUNC) || !(message.msg_flags & MSG_EOR)) {
+            say("FAIL seqpacket %u: message %u of %zu bytes came back as %zd bytes, flags 0x%x: %s", port, i, len, got,
+                message.msg_flags, got < 0 ? strerror(errno) : "");
+            failures++;
+        } else if (memcmp(in, out, len) != 0) {
+            say("FAIL seqpacket %u: message %u of %zu bytes came back with other bytes", port, i, len);
+            failures++;
+        }
+        bytes += len;
+    }
+    if (shutdown(fd, SHUT_WR) != 0) {
+        say("FAIL seqpacket %u: shutdown(SHUT_WR): %s", port, strerror(errno));
+        return 1;
+    }
+    ssize_t end = recv(fd, in, sizeof in, 0);
+    if (end != 0) {
+        say("FAIL seqpacket %u: expected EOF after the half-close, got %zd: %s", port, end, strerror(errno));
+        failures++;
+    }
+    close(fd);
+    say("SEQPACKET-BYTES %u %llu", port, (unsigned long long) bytes);
+    say("SEQPACKET-DONE %u failures=%d in %lld ms", port, failures, now_ms() - start);
+    return failures == 0 ? 0 : 1;
+}
+
+static int seqrefused(unsigned port) {
+    int fd = socket(AF_VSOCK, SOCK_SEQPACKET, 0);
+    if (fd < 0) {
+        say("FAIL socket(SOCK_SEQPACKET): %s", strerror(errno));
+        return 1;
+    }
+    struct sockaddr_vm host = vsock_address(VMADDR_CID_HOST, port);
+    long long start = now_ms();
+    if (connect(fd, (struct sockaddr *) &host, sizeof host) == 0) {
+        say("SEQREFUSED-CONNECTED");
+        return 1;
+    }
+    int error = errno;
+    say("SEQREFUSED %d %s %lld", error, strerrorname_np(error), now_ms() - start);
     close(fd);
     return 0;
 }
@@ -480,6 +560,13 @@ int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "refused") == 0) {
         return refused((unsigned) strtoul(argv[2], NULL, 0));
     }
+    if (argc == 5 && strcmp(argv[1], "seqpacket") == 0) {
+        return seqpacket((unsigned) strtoul(argv[2], NULL, 0), (unsigned) strtoul(argv[3], NULL, 0),
+                         strtoull(argv[4], NULL, 0));
+    }
+    if (argc == 3 && strcmp(argv[1], "seqrefused") == 0) {
+        return seqrefused((unsigned) strtoul(argv[2], NULL, 0));
+    }
     if (argc == 3 && strcmp(argv[1], "hold") == 0) {
         return hold((unsigned) strtoul(argv[2], NULL, 0));
     }
@@ -493,7 +580,7 @@ int main(int argc, char **argv) {
         return drop((unsigned) strtoul(argv[2], NULL, 0), strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0));
     }
     if (argc != 7) {
-        fprintf(stderr, "usage: vsock_guest cid | refused PORT | hold PORT | flood PORT SEED | drop|sink PORT BYTES SEED | connect|serve PORT CONNS BYTES REPLY SEED\n");
+        fprintf(stderr, "usage: vsock_guest cid | refused PORT | seqpacket PORT MESSAGES SEED | seqrefused PORT | hold PORT | flood PORT SEED | drop|sink PORT BYTES SEED | connect|serve PORT CONNS BYTES REPLY SEED\n");
         return 2;
     }
     unsigned port = (unsigned) strtoul(argv[2], NULL, 0);

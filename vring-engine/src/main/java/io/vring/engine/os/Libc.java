@@ -119,6 +119,36 @@ public final class Libc {
     public static final int EMFILE = 24;
     /** Signal 9: ends a process at once, nothing runs after it (kill -9). */
     public static final int SIGKILL = 9;
+    /** The peer closed its end (send without MSG_NOSIGNAL would also raise SIGPIPE). */
+    public static final int EPIPE = 32;
+    /** A message larger than the socket's send buffer can ever take. */
+    public static final int EMSGSIZE = 90;
+    /** The listener at the address is of another socket type. */
+    public static final int EPROTOTYPE = 91;
+    /** The peer reset the connection. */
+    public static final int ECONNRESET = 104;
+    /** Nobody listens at the address. */
+    public static final int ECONNREFUSED = 111;
+
+    /** socket: UNIX domain. */
+    public static final int AF_UNIX = 1;
+    /** socket: a connected, reliable socket that keeps record boundaries. */
+    public static final int SOCK_SEQPACKET = 5;
+    /** send/recv: do not block on this call, whatever the fd's mode. */
+    public static final int MSG_DONTWAIT = 0x40;
+    /** recv: return the record's real length even when the buffer took only part of it. */
+    public static final int MSG_TRUNC = 0x20;
+    /** recv: look at the next record without taking it. */
+    public static final int MSG_PEEK = 0x2;
+    /** send: a closed peer is EPIPE, not a SIGPIPE that ends the JVM. */
+    public static final int MSG_NOSIGNAL = 0x4000;
+    /** shutdown: no more sends (the peer reads end of file). */
+    public static final int SHUT_WR = 1;
+    /** poll: the peer shut down its writing half (input only, Linux). */
+    public static final int POLLRDHUP = 0x2000;
+
+    /** Bytes of one {@code struct pollfd} ({@code int fd; short events; short revents}) in a caller's array for {@link #poll(MemorySegment, int, int)}. */
+    public static final long POLLFD_BYTES = 8;
 
     private static final Linker LINKER = Linker.nativeLinker();
     private static final SymbolLookup LIBC = LINKER.defaultLookup();
@@ -150,6 +180,14 @@ public final class Libc {
     private static final MethodHandle SOCKETPAIR = downcall("socketpair",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
     /** int pipe2(int pipefd[2], int flags). */
+    private static final MethodHandle SOCKET = downcall("socket", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
+    private static final MethodHandle CONNECT = downcall("connect", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle SHUTDOWN = downcall("shutdown", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    // send and recv take the buffer as a raw address (a long): an offset into a segment without a slice object.
+    private static final MethodHandle SEND = downcall("send", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle RECV = downcall("recv", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle SEND_UNCAPTURED = uncapturedDowncall("send", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle RECV_UNCAPTURED = uncapturedDowncall("recv", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT));
     private static final MethodHandle PIPE2 = downcall("pipe2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
     /** open and fcntl are variadic: the third argument must be passed the variadic way (it sets %al on x86_64). */
     private static final MethodHandle OPEN = downcall("open", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
@@ -634,6 +672,188 @@ public final class Libc {
         } catch (Throwable t) {
             throw rethrow(t);
         }
+    }
+
+    /**
+     * A non-blocking, close-on-exec {@code AF_UNIX} socket of {@code type} (e.g. {@link #SOCK_SEQPACKET})
+     * connected to the socket file {@code path}. A UNIX connect finishes at once or fails: no listener
+     * ({@code ECONNREFUSED} or {@code ENOENT}), a listener of another type ({@code EPROTOTYPE}), a full
+     * listen backlog ({@code EAGAIN}). The socket is closed on failure.
+     *
+     * @return the connected fd, owned by the caller
+     * @throws NativeCallException naming the call that failed and its errno
+     */
+    public static int unixConnect(Path path, int type) {
+        final int sockNonblock = 0x800;
+        final int sockCloexec = 0x80000;
+        final long sunPathOffset = 2;
+        final long sockaddrUnSize = 110;
+        byte[] name = path.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        if (name.length >= sockaddrUnSize - sunPathOffset) {
+            throw new IllegalArgumentException("socket path of " + name.length + " bytes does not fit sun_path: " + path);
+        }
+        ThreadScratch s = SCRATCH.get();
+        int fd;
+        try {
+            fd = (int) SOCKET.invokeExact(s.capture, AF_UNIX, type | sockNonblock | sockCloexec, 0);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (fd < 0) {
+            throw failure(s, "socket", "AF_UNIX, type=" + type);
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment address = arena.allocate(sockaddrUnSize, 2);
+            address.set(JAVA_SHORT, 0, (short) AF_UNIX);
+            MemorySegment.copy(name, 0, address, java.lang.foreign.ValueLayout.JAVA_BYTE, sunPathOffset, name.length);
+            int r;
+            do {
+                r = (int) CONNECT.invokeExact(s.capture, fd, address, (int) (sunPathOffset + name.length + 1));
+            } while (r != 0 && s.errno() == EINTR);
+            if (r != 0) {
+                NativeCallException failed = failure(s, "connect", "fd=" + fd + ", path=" + path);
+                close(fd);
+                throw failed;
+            }
+            return fd;
+        } catch (NativeCallException e) {
+            throw e;
+        } catch (Throwable t) {
+            close(fd);
+            throw rethrow(t);
+        }
+    }
+
+    /** {@code shutdown(fd, how)}, e.g. {@link #SHUT_WR}: the peer reads end of file after what was sent. */
+    public static void shutdown(int fd, int how) {
+        ThreadScratch s = SCRATCH.get();
+        int r;
+        try {
+            r = (int) SHUTDOWN.invokeExact(s.capture, fd, how);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (r != 0) {
+            throw failure(s, "shutdown", "fd=" + fd + ", how=" + how);
+        }
+    }
+
+    /**
+     * {@code send(fd, buf + offset, len, flags | MSG_NOSIGNAL)} from a native segment: on a
+     * SOCK_SEQPACKET socket one record, taken whole or not at all. Allocation-free at every tier
+     * when it succeeds or would block: first tried without errno capture, then a -1 is checked with a
+     * zero-timeout poll, and only a socket that is ready or failed is asked again with capture (a
+     * failed send sent nothing).
+     *
+     * @return bytes sent, or -1 if the socket cannot take them now ({@code EAGAIN}). EINTR is retried;
+     *         other errors (EPIPE, ECONNRESET, EMSGSIZE...) are thrown
+     */
+    public static long send(int fd, MemorySegment buf, long offset, long len, int flags) {
+        Objects.checkFromIndexSize(offset, len, buf.byteSize());
+        long address = nativeAddress(buf) + offset;
+        int all = flags | MSG_NOSIGNAL;
+        try {
+            long n = (long) SEND_UNCAPTURED.invokeExact(fd, address, len, all);
+            if (n >= 0) {
+                return n;
+            }
+            ThreadScratch s = SCRATCH.get();
+            if (notReady(s, fd, POLLOUT)) {
+                return -1;
+            }
+            for (;;) {
+                n = (long) SEND.invokeExact(s.capture, fd, address, len, all);
+                if (n >= 0) {
+                    return n;
+                }
+                int errno = s.errno();
+                if (errno == EAGAIN) {
+                    return -1;
+                }
+                if (errno != EINTR) {
+                    throw failure(s, "send", "fd=" + fd + ", len=" + len);
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * {@code recv(fd, buf + offset, len, flags)} into a native segment: on a SOCK_SEQPACKET socket
+     * the next record (with {@link #MSG_TRUNC} the return value is the record's full length, even if
+     * only {@code len} bytes were stored). Allocation-free at every tier, as {@link #send}.
+     *
+     * @return bytes (0 at end of file, or for an empty record), or -1 if nothing is there now
+     *         ({@code EAGAIN}). EINTR is retried; other errors (ECONNRESET...) are thrown
+     */
+    public static long recv(int fd, MemorySegment buf, long offset, long len, int flags) {
+        Objects.checkFromIndexSize(offset, len, buf.byteSize());
+        long address = nativeAddress(buf) + offset;
+        try {
+            long n = (long) RECV_UNCAPTURED.invokeExact(fd, address, len, flags);
+            if (n >= 0) {
+                return n;
+            }
+            ThreadScratch s = SCRATCH.get();
+            if (notReady(s, fd, POLLIN)) {
+                return -1;
+            }
+            for (;;) {
+                n = (long) RECV.invokeExact(s.capture, fd, address, len, flags);
+                if (n >= 0) {
+                    return n;
+                }
+                int errno = s.errno();
+                if (errno == EAGAIN) {
+                    return -1;
+                }
+                if (errno != EINTR) {
+                    throw failure(s, "recv", "fd=" + fd + ", len=" + len);
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * poll(2) over the caller's own array of {@code count} {@code struct pollfd} ({@link #POLLFD_BYTES}
+     * each: le32 fd at 0, le16 events at 4, le16 revents at 6), filled and read by the caller: no
+     * allocation, for a loop that polls many fds. EINTR is retried with the time left.
+     *
+     * @param timeoutMillis 0 to check without waiting, negative to wait forever
+     * @return the number of entries with non-zero revents, 0 if the timeout passed
+     */
+    public static int poll(MemorySegment pollFds, int count, int timeoutMillis) {
+        Objects.checkFromIndexSize(0, count * POLLFD_BYTES, pollFds.byteSize());
+        ThreadScratch s = SCRATCH.get();
+        int ready = pollRetryingInterrupts(s, pollFds, count, timeoutMillis);
+        if (ready < 0) {
+            throw failure(s, "poll", "fds=" + count + ", timeout=" + timeoutMillis);
+        }
+        return ready;
+    }
+
+    /**
+     * After an uncaptured send or recv gave -1: whether the socket is simply not ready (EAGAIN), told
+     * by a zero-timeout uncaptured poll showing no event at all (no readiness, error or hang-up). This
+     * keeps the common EAGAIN off the capturing path, which allocates below C2 and is seldom hot enough
+     * to reach it. If the socket became ready in between, or failed, the caller asks errno as usual.
+     */
+    private static boolean notReady(ThreadScratch s, int fd, int events) throws Throwable {
+        MemorySegment pfd = s.pollFd;
+        pfd.set(JAVA_INT, POLLFD_FD, fd);
+        pfd.set(JAVA_SHORT, POLLFD_EVENTS, (short) events);
+        pfd.set(JAVA_SHORT, POLLFD_REVENTS, (short) 0);
+        return (int) POLL_UNCAPTURED.invokeExact(pfd, 1L, 0) == 0;
+    }
+
+    private static long nativeAddress(MemorySegment buf) {
+        if (!buf.isNative()) {
+            throw new IllegalArgumentException("send and recv need a native segment");
+        }
+        return buf.address();
     }
 
     /**

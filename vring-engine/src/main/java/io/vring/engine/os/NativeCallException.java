@@ -73,6 +73,8 @@ public final class NativeCallException extends RuntimeException {
             case 38 -> "ENOSYS";
             case 75 -> "EOVERFLOW";
             case 88 -> "ENOTSOCK";
+            case 90 -> "EMSGSIZE";
+            case 91 -> "EPROTOTYPE";
             case 95 -> "EOPNOTSUPP";
             case 104 -> "ECONNRESET";
             case 105 -> "ENOBUFS";

@@ -241,4 +241,50 @@ class LibcTest {
         assertEquals("EINVAL", NativeCallException.errnoName(Libc.EINVAL));
         assertEquals("errno 4095", NativeCallException.errnoName(4095));
     }
+
+    @Test
+    void sendAndRecvMoveBytesAtAnOffsetAndSayWouldBlockWithMinusOne() {
+        int[] pair = Libc.unixStreamSocketPair();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(64);
+            MemorySegment in = arena.allocate(64);
+            for (int i = 0; i < 64; i++) {
+                out.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) i);
+            }
+            assertEquals(-1, Libc.recv(pair[1], in, 0, 64, Libc.MSG_DONTWAIT), "nothing there: -1, not an exception");
+            assertEquals(10, Libc.send(pair[0], out, 20, 10, Libc.MSG_DONTWAIT));
+            assertEquals(10, Libc.recv(pair[1], in, 5, 10, Libc.MSG_DONTWAIT | Libc.MSG_PEEK), "a peek leaves them");
+            assertEquals(10, Libc.recv(pair[1], in, 5, 59, Libc.MSG_DONTWAIT));
+            assertEquals(20, in.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 5));
+            assertEquals(29, in.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 14));
+            assertThrows(IndexOutOfBoundsException.class, () -> Libc.send(pair[0], out, 60, 10, 0));
+            Libc.shutdown(pair[0], Libc.SHUT_WR);
+            assertEquals(0, Libc.recv(pair[1], in, 0, 64, Libc.MSG_DONTWAIT), "end of file after the peer's SHUT_WR");
+            Libc.close(pair[1]);
+            // MSG_NOSIGNAL: a send to a closed peer is EPIPE, not a SIGPIPE that ends the JVM.
+            NativeCallException e = assertThrows(NativeCallException.class, () -> Libc.send(pair[0], out, 0, 1, 0));
+            assertEquals("send", e.call());
+            assertEquals(Libc.EPIPE, e.errno());
+        } finally {
+            Libc.close(pair[0]);
+        }
+    }
+
+    @Test
+    void unixConnectNamesWhyItFailed(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        NativeCallException none = assertThrows(NativeCallException.class,
+                () -> Libc.unixConnect(dir.resolve("nobody"), Libc.SOCK_SEQPACKET));
+        assertEquals("connect", none.call());
+        assertEquals(Libc.ENOENT, none.errno());
+        try (java.nio.channels.ServerSocketChannel stream = java.nio.channels.ServerSocketChannel.open(
+                java.net.StandardProtocolFamily.UNIX)) {
+            stream.bind(java.net.UnixDomainSocketAddress.of(dir.resolve("stream")));
+            NativeCallException wrongType = assertThrows(NativeCallException.class,
+                    () -> Libc.unixConnect(dir.resolve("stream"), Libc.SOCK_SEQPACKET));
+            assertEquals(Libc.EPROTOTYPE, wrongType.errno(), wrongType.getMessage());
+            assertTrue(wrongType.getMessage().contains("EPROTOTYPE"), wrongType.getMessage());
+        }
+        assertThrows(IllegalArgumentException.class,
+                () -> Libc.unixConnect(dir.resolve("x".repeat(120)), Libc.SOCK_SEQPACKET));
+    }
 }

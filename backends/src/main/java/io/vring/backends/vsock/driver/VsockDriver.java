@@ -50,6 +50,8 @@ import java.util.concurrent.TimeUnit;
  * listens on) are answered with RST, as Linux does, unless {@link #onUnmatched} says otherwise.
  */
 public final class VsockDriver implements AutoCloseable {
+    /** Device feature bit VIRTIO_VSOCK_F_SEQPACKET: the driver asks for it; {@link #seqpacket()} says if the device gave it. */
+    public static final int F_SEQPACKET = 1;
     /** First port {@link #connect(int)} picks from (Linux starts above the reserved 1023). */
     static final int FIRST_EPHEMERAL_PORT = 49152;
     /**
@@ -106,7 +108,7 @@ public final class VsockDriver implements AutoCloseable {
      *                                              our CID and {@code config} gives none
      */
     public static VsockDriver connect(Path socket, VsockDriverConfig config) {
-        long features = FrontendConfig.DEFAULT_FEATURES
+        long features = FrontendConfig.DEFAULT_FEATURES | VirtioFeatures.bit(F_SEQPACKET)
                 | (config.packed() ? VirtioFeatures.bit(VirtioFeatures.RING_PACKED) : 0);
         long data = Math.max(PacketRings.txAreaBytes(config.queueSize()),
                 PacketRings.rxAreaBytes(config.queueSize(), config.rxBufferSize()));
@@ -164,6 +166,11 @@ public final class VsockDriver implements AutoCloseable {
         return rings.features();
     }
 
+    /** Whether the device and we agreed on VIRTIO_VSOCK_F_SEQPACKET: {@link #connectSeqpacket} works. */
+    public boolean seqpacket() {
+        return VirtioFeatures.has(features(), F_SEQPACKET);
+    }
+
     /** The packet layer, for sending packets by hand (probing a device) or changing chain layouts. */
     public PacketRings packets() {
         return packets;
@@ -215,7 +222,29 @@ public final class VsockDriver implements AutoCloseable {
      * @throws VsockException REFUSED if the host answers RST (nobody listens), TIMED_OUT without an answer
      */
     public VsockStream connect(int port) throws VsockException {
-        VsockStream stream = open(port, config.streamBufferSize());
+        return connected(open(port, config.streamBufferSize()), port);
+    }
+
+    /**
+     * Opens a SOCK_SEQPACKET connection to host port {@code port} (messages, {@link VsockStream#sendMessage}
+     * and {@link VsockStream#receiveMessage}) and waits for the answer, as {@link #connect(int)}.
+     *
+     * @throws IllegalStateException if the device did not give VIRTIO_VSOCK_F_SEQPACKET (Linux: ESOCKTNOSUPPORT)
+     */
+    public VsockStream connectSeqpacket(int port) throws VsockException {
+        return connected(openSeqpacket(port, config.streamBufferSize()), port);
+    }
+
+    /** As {@link #open(int, int)} for a SEQPACKET connection. */
+    public VsockStream openSeqpacket(int port, int receiveBufferSize) throws VsockException {
+        if (!seqpacket()) {
+            throw new IllegalStateException("the device did not negotiate VIRTIO_VSOCK_F_SEQPACKET (features 0x"
+                    + Long.toHexString(features()) + ")");
+        }
+        return open(VsockPacket.SEQPACKET, port, receiveBufferSize);
+    }
+
+    private VsockStream connected(VsockStream stream, int port) throws VsockException {
         long deadline = deadline(config.connectTimeout());
         try {
             while (stream.state() == VsockStream.State.CONNECTING) {
@@ -238,8 +267,12 @@ public final class VsockDriver implements AutoCloseable {
      * ({@link #poll()} or any blocking call handles it), reset on RST.
      */
     public VsockStream open(int port, int receiveBufferSize) throws VsockException {
+        return open(VsockPacket.STREAM, port, receiveBufferSize);
+    }
+
+    private VsockStream open(int type, int port, int receiveBufferSize) throws VsockException {
         checkOpen();
-        VsockStream stream = adopt(VsockPacket.STREAM, freePort(port), port, receiveBufferSize);
+        VsockStream stream = adopt(type, freePort(port), port, receiveBufferSize);
         stream.sendRequest();
         return stream;
     }

@@ -26,6 +26,8 @@ public record VsockPacket(long srcCid, long dstCid, int srcPort, int dstPort, in
     public static final int STREAM = 1, SEQPACKET = 2;
     /** SHUTDOWN flags: the sender will receive no more / send no more. */
     public static final int SHUTDOWN_RCV = 1, SHUTDOWN_SEND = 2;
+    /** RW flags of a SEQPACKET connection: the message ends here (EOM), and the record too (EOR, MSG_EOR). */
+    public static final int EOM = 1, EOR = 2;
 
     /** Header bytes with {@code len} as given (which may lie about the payload) followed by the payload. */
     public byte[] encode(int len) {

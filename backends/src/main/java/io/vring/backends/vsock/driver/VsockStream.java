@@ -18,6 +18,12 @@ import java.lang.System.Logger.Level;
  * {@link #close()} sends SHUTDOWN with both flags and waits for the peer's RST, sending one itself
  * after {@link VsockDriverConfig#closeTimeout()}, as Linux does. {@link #abort()} resets at once.
  *
+ * <p><b>SEQPACKET</b> ({@link VsockDriver#connectSeqpacket}): {@link #sendMessage} sends one message
+ * in as many RW packets as the peer's credit needs, EOM (and EOR if asked) on the last, and refuses
+ * one longer than the peer's buf_alloc, as Linux does (EMSGSIZE); {@link #receiveMessage} returns
+ * one whole message, the boundaries kept however the device cut it. The byte calls ({@link #read},
+ * {@link #write} and their non-blocking forms) are for STREAM only.
+ *
  * <p>Blocking calls drive the whole driver while they wait; like the driver, a stream belongs to the
  * one thread that drives it. The data path (read, write, credit) allocates nothing.
  */
@@ -57,6 +63,17 @@ public final class VsockStream implements AutoCloseable {
     private int creditRequestsReceived;
     private int creditUpdatesReceived;
 
+    /**
+     * SEQPACKET receive side: the lengths of the whole messages in the receive ring, oldest first,
+     * each with EOR in its top bit; grows (doubling) only when a window holds more messages than ever.
+     */
+    private int[] messageEnds = new int[16];
+    private int firstMessage;
+    private int messages;
+    /** Bytes of the message still arriving (no EOM yet). */
+    private int partial;
+    private boolean lastEor;
+
     VsockStream(VsockDriver driver, int type, int localPort, int peerPort, int bufAlloc, State state) {
         this.driver = driver;
         this.type = type;
@@ -69,7 +86,7 @@ public final class VsockStream implements AutoCloseable {
 
     // ---- identity and state ------------------------------------------------------------------
 
-    /** The socket type on the wire ({@link VsockPacket#STREAM}). */
+    /** The socket type on the wire ({@link VsockPacket#STREAM} or {@link VsockPacket#SEQPACKET}). */
     public int type() {
         return type;
     }
@@ -186,6 +203,7 @@ public final class VsockStream implements AutoCloseable {
      *         output or closed, and everything before it was read)
      */
     public int readSome(byte[] into, int offset, int length) throws VsockException {
+        requireType(VsockPacket.STREAM, "readSome");
         if (buffered == 0) {
             if ((peerShutdown & VsockPacket.SHUTDOWN_SEND) != 0) {
                 return -1;
@@ -196,16 +214,78 @@ public final class VsockStream implements AutoCloseable {
             return 0;
         }
         int n = Math.min(length, buffered);
-        int first = Math.min(n, buffer.length - readAt);
+        take(into, offset, n, n);
+        return n;
+    }
+
+    /** Copies {@code copy} bytes of the receive ring out and consumes {@code consume} (credited to the peer). */
+    private void take(byte[] into, int offset, int copy, int consume) throws VsockException {
+        int first = Math.min(copy, buffer.length - readAt);
         System.arraycopy(buffer, readAt, into, offset, first);
-        System.arraycopy(buffer, 0, into, offset + first, n - first);
-        readAt = (readAt + n) % buffer.length;
-        buffered -= n;
-        fwdCnt += n;
+        System.arraycopy(buffer, 0, into, offset + first, copy - first);
+        readAt = (readAt + consume) % buffer.length;
+        buffered -= consume;
+        fwdCnt += consume;
         if (state == State.ESTABLISHED && Integer.toUnsignedLong(fwdCnt - lastSentFwdCnt) >= Math.max(1, bufAlloc / 2)) {
             sendCreditUpdate();
         }
-        return n;
+    }
+
+    /**
+     * SEQPACKET: takes the oldest whole message, if one is there, without waiting. Copies at most
+     * {@code length} bytes of it; the rest of a longer message is dropped (as recv without room does,
+     * MSG_TRUNC): compare the result with {@code length}.
+     *
+     * @return the message's length; 0 if no whole message is there now; -1 at the end (the peer shut
+     *         its output or closed, and every message before it was taken)
+     */
+    public int pollMessage(byte[] into, int offset, int length) throws VsockException {
+        requireType(VsockPacket.SEQPACKET, "pollMessage");
+        while (messages > 0) {
+            int end = messageEnds[firstMessage];
+            firstMessage = (firstMessage + 1) % messageEnds.length;
+            messages--;
+            int size = end & Integer.MAX_VALUE;
+            lastEor = end < 0;
+            take(into, offset, Math.min(size, length), size);
+            if (size > 0) { // an empty message says nothing; Linux never sends one
+                return size;
+            }
+        }
+        if ((peerShutdown & VsockPacket.SHUTDOWN_SEND) != 0) {
+            return -1;
+        }
+        if (reset) {
+            throw new VsockException(VsockException.Kind.RESET, "port " + peerPort + " reset the connection");
+        }
+        return 0;
+    }
+
+    /**
+     * SEQPACKET: waits up to {@link VsockDriverConfig#ioTimeout()} for a whole message and takes it
+     * ({@link #pollMessage}); {@link #lastMessageEor()} then tells whether it ended a record.
+     *
+     * @return the message's length, or -1 at the end
+     */
+    public int receiveMessage(byte[] into, int offset, int length) throws VsockException {
+        long deadline = driver.deadline(driver.config().ioTimeout());
+        for (;;) {
+            int n = pollMessage(into, offset, length);
+            if (n != 0) {
+                return n;
+            }
+            driver.progress(DriverRings.RX, deadline, "a message from port", peerPort);
+        }
+    }
+
+    /** Whether the message {@link #pollMessage} or {@link #receiveMessage} last took ended a record (EOR, MSG_EOR). */
+    public boolean lastMessageEor() {
+        return lastEor;
+    }
+
+    /** Whole messages received and not yet taken (SEQPACKET). */
+    public int messagesAvailable() {
+        return messages;
     }
 
     /**
@@ -214,6 +294,7 @@ public final class VsockStream implements AutoCloseable {
      * @return bytes read, or -1 at the end of the stream
      */
     public int read(byte[] into, int offset, int length) throws VsockException {
+        requireType(VsockPacket.STREAM, "read");
         if (length == 0) {
             return 0;
         }
@@ -236,6 +317,12 @@ public final class VsockStream implements AutoCloseable {
      * @return bytes sent (0 if there is no credit or no tx slot now)
      */
     public int writeSome(byte[] data, int offset, int length) throws VsockException {
+        requireType(VsockPacket.STREAM, "writeSome");
+        return send(data, offset, length, 0);
+    }
+
+    /** Sends what credit and tx slots allow now; {@code lastFlags} go on the packet that reaches {@code length}. */
+    private int send(byte[] data, int offset, int length, int lastFlags) throws VsockException {
         checkWritable();
         int sent = 0;
         while (sent < length) {
@@ -244,7 +331,8 @@ public final class VsockStream implements AutoCloseable {
                 break;
             }
             int chunk = (int) Math.min(Math.min(credit, PacketRings.MAX_PAYLOAD), length - sent);
-            if (!driver.packets().send(header(VsockPacket.RW, 0), data, offset + sent, chunk)) {
+            int flags = sent + chunk == length ? lastFlags : 0;
+            if (!driver.packets().send(header(VsockPacket.RW, flags), data, offset + sent, chunk)) {
                 break;
             }
             noteSent();
@@ -266,9 +354,34 @@ public final class VsockStream implements AutoCloseable {
      *                        {@link VsockDriverConfig#ioTimeout()} without progress
      */
     public void write(byte[] data, int offset, int length) throws VsockException {
+        requireType(VsockPacket.STREAM, "write");
+        sendAll(data, offset, length, 0);
+    }
+
+    /**
+     * SEQPACKET: sends {@code data[offset..offset+length)} as one message, EOM on its last packet and
+     * EOR too if {@code endOfRecord} (send with MSG_EOR), waiting for credit and tx slots as
+     * {@link #write} does.
+     *
+     * @throws IllegalArgumentException for an empty message, or one longer than the peer's buf_alloc,
+     *                                  which it could never take whole (Linux: EMSGSIZE)
+     */
+    public void sendMessage(byte[] data, int offset, int length, boolean endOfRecord) throws VsockException {
+        requireType(VsockPacket.SEQPACKET, "sendMessage");
+        if (length <= 0) {
+            throw new IllegalArgumentException("a SEQPACKET message has at least one byte");
+        }
+        if (length > Integer.toUnsignedLong(peerBufAlloc)) {
+            throw new IllegalArgumentException("a message of " + length + " bytes is longer than the peer's buffer of "
+                    + Integer.toUnsignedString(peerBufAlloc) + " (EMSGSIZE)");
+        }
+        sendAll(data, offset, length, VsockPacket.EOM | (endOfRecord ? VsockPacket.EOR : 0));
+    }
+
+    private void sendAll(byte[] data, int offset, int length, int lastFlags) throws VsockException {
         long deadline = driver.deadline(driver.config().ioTimeout());
         while (length > 0) {
-            int n = writeSome(data, offset, length);
+            int n = send(data, offset, length, lastFlags);
             offset += n;
             length -= n;
             if (n > 0) {
@@ -281,6 +394,13 @@ public final class VsockStream implements AutoCloseable {
                 }
                 driver.progress(noCredit ? DriverRings.RX : DriverRings.TX, deadline, "credit or tx slot for port", peerPort);
             }
+        }
+    }
+
+    private void requireType(int wanted, String call) {
+        if (type != wanted) {
+            throw new IllegalStateException(call + " is for " + (wanted == VsockPacket.STREAM ? "STREAM" : "SEQPACKET")
+                    + " connections; this one is type " + type);
         }
     }
 
@@ -405,7 +525,7 @@ public final class VsockStream implements AutoCloseable {
                 }
                 closed(true);
             }
-            case VsockPacket.RW -> receive(bytes, offset, length);
+            case VsockPacket.RW -> receive(header.flags(), bytes, offset, length);
             case VsockPacket.SHUTDOWN -> peerShutdown |= header.flags() & (VsockPacket.SHUTDOWN_RCV | VsockPacket.SHUTDOWN_SEND);
             case VsockPacket.CREDIT_REQUEST -> {
                 creditRequestsReceived++;
@@ -418,7 +538,7 @@ public final class VsockStream implements AutoCloseable {
         }
     }
 
-    private void receive(byte[] bytes, int offset, int length) throws VsockException {
+    private void receive(int flags, byte[] bytes, int offset, int length) throws VsockException {
         if (state != State.ESTABLISHED) {
             driver.violation(this, "RW of " + length + " bytes on a stream that is " + state);
             return;
@@ -437,6 +557,26 @@ public final class VsockStream implements AutoCloseable {
         buffered += length;
         rxCnt += length;
         bytesReceived += length;
+        if (type == VsockPacket.SEQPACKET) {
+            partial += length;
+            if ((flags & VsockPacket.EOM) != 0) {
+                endMessage((flags & VsockPacket.EOR) != 0);
+            }
+        }
+    }
+
+    private void endMessage(boolean eor) {
+        if (messages == messageEnds.length) {
+            int[] larger = new int[messageEnds.length * 2];
+            for (int i = 0; i < messages; i++) {
+                larger[i] = messageEnds[(firstMessage + i) % messageEnds.length];
+            }
+            messageEnds = larger;
+            firstMessage = 0;
+        }
+        messageEnds[(firstMessage + messages) % messageEnds.length] = partial | (eor ? Integer.MIN_VALUE : 0);
+        messages++;
+        partial = 0;
     }
 
     private void closed(boolean byReset) {
