@@ -29,8 +29,8 @@ import static io.vring.engine.inflight.SplitInflightLayout.entry;
  *       marked in flight always has its counter). Killed before the mark: the head is in neither
  *       the used ring nor the region, and the resume index {@code used idx + inflight count} points
  *       at its avail slot, so the next incarnation pops it again. Marks must follow pop order.</li>
- *   <li>Publish, for a batch of heads: (1) {@link #addToBatch} each head ({@code next} =
- *       {@code last_batch_head}, then {@code last_batch_head} = head, release); (2) the device
+ *   <li>Publish, for a batch of heads: (1) {@link #linkBatch} (each head's {@code next} = the head
+ *       before it, then {@code last_batch_head} = the last head, release); (2) the device
  *       writes the used elements and publishes the used ring idx with a release store, which keeps
  *       (1) before it; (3) {@link #clearInflight} each head (release: after the used idx);
  *       (4) {@link #setUsedIdx} (release: after the clears). Killed before (2): the batch is still in
@@ -108,15 +108,20 @@ public final class SplitInflightQueue extends InflightRegionView {
     }
 
     /**
-     * Publish step 1, for each head of the batch, before the used ring idx is published: links
-     * {@code head} into the batch list. The used idx release store keeps these before it.
+     * Publish step 1, before the used ring idx is published: links the batch's {@code count} heads
+     * into the batch list ({@code next} of each = the head before it, the first one's = the old
+     * {@code last_batch_head}), then {@code last_batch_head} = the last head. One release store for
+     * the batch: it keeps every {@code next} before it, and the used idx release store keeps all of
+     * this before the driver sees the batch. No allocation.
      */
-    public void addToBatch(int head) {
+    public void linkBatch(int[] heads, int count) {
         int previous = lp16(LAST_BATCH_HEAD);
-        sp16(entry(head) + ENTRY_NEXT, previous);
-        stored();
-        // Release: a walk from last_batch_head always finds this entry's next already written.
-        so16(LAST_BATCH_HEAD, head);
+        for (int k = 0; k < count; k++) {
+            sp16(entry(heads[k]) + ENTRY_NEXT, previous);
+            stored();
+            previous = heads[k];
+        }
+        so16(LAST_BATCH_HEAD, previous);
         stored();
     }
 

@@ -388,9 +388,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
         SplitInflightQueue track = inflight;
         if (track != null) {
             // Step 1: the batch list names every head of the batch before the used idx moves.
-            for (int k = 0; k < count; k++) {
-                track.addToBatch(stagedHead[k]);
-            }
+            track.linkBatch(stagedHead, count);
         }
         int idx = usedIdx;
         int i = 0;

@@ -104,8 +104,8 @@ class SplitInflightCrashTest {
                     int[] batch = new int[k];
                     for (int i = 0; i < k; i++) {
                         batch[i] = popped.remove(rnd.nextInt(popped.size()));
-                        inflight.addToBatch(batch[i]);
                     }
+                    inflight.linkBatch(batch, k);
                     for (int i = 0; i < k; i++) {
                         usedRing[(state[1] + i) % q] = batch[i];
                         completed[headToRequest[batch[i]]] = true;
@@ -181,9 +181,7 @@ class SplitInflightCrashTest {
         for (int i = 0; i < reread; i++) {
             all[r.headsInCounterOrder().length + i] = s.availRing()[(r.nextAvail() + i) % q];
         }
-        for (int head : all) {
-            carryOn.addToBatch(head);
-        }
+        carryOn.linkBatch(all, all.length);
         used = (used + all.length) & 0xFFFF;
         for (int head : all) {
             carryOn.clearInflight(head);

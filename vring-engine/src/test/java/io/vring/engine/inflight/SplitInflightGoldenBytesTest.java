@@ -124,7 +124,7 @@ class SplitInflightGoldenBytesTest {
         assertEquals(8, buffer.get(JAVA_BYTE, e5 + 8), "counter's low byte first");
 
         put(STRIDE + 12, 2, 2);
-        q.addToBatch(5);
+        q.linkBatch(new int[] {5}, 1);
         assertEquals(2, get(e5 + 6, 2), "next = previous last_batch_head");
         assertEquals(5, get(STRIDE + 12, 2), "last_batch_head");
 
