@@ -24,8 +24,8 @@ import static io.vring.backends.vsock.VsockHeader.*;
  * (the header at chain offset 0, the payload at 44), checked, and applied to its connection. Runs
  * on the tx ring's worker thread; each packet is handled under the table's lock.
  *
- * <p>What the guest may get wrong and what it gets back: a chain shorter than a header, a
- * {@code src_cid} that is not its own or a {@code dst_cid} other than the host: dropped. An unknown
+ * <p>What the guest may get wrong and what it gets back: a chain shorter than a header, or a
+ * {@code src_cid} that is not its own: dropped. An unknown
  * type or op, a {@code len} longer than the chain, a control packet with a payload, a payload over
  * 64 KiB or over its credit, a packet for a connection that does not exist: RST (and the connection,
  * if any, is closed). Never an RST for an RST. Each is logged and counted; other connections go on.
