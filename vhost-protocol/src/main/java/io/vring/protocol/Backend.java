@@ -85,6 +85,9 @@ public interface Backend {
     /**
      * Does the ring's work: called over and over on its worker thread while the ring is started and
      * enabled. Returns how much work it did; 0 lets the worker idle (spin or sleep on the kick fd).
+     * A device that returns 0 while chains are available has declined them (it waits for something
+     * else: data for a receive ring, room elsewhere): the worker then sleeps despite the chains, and
+     * the device must call {@link RingHandle#wakeUp()} once it has work for them.
      */
     int process(int queueIndex, DeviceQueue queue);
 

@@ -35,6 +35,13 @@ final class RingWorker implements Agent, RingHandle {
     private AgentRunner runner;
     /** Set by stop(): the worker must not go back to sleep, its thread is about to be told to end. */
     private volatile boolean stopping;
+    /**
+     * The last duty cycle did nothing although chains were available: the device declined them
+     * (a vsock rx ring full of the guest's buffers and nothing to send). Its contract is to call
+     * {@link #wakeUp()} when it has work, so the worker sleeps instead of spinning on the buffers.
+     * Worker thread only.
+     */
+    private boolean declined;
 
     RingWorker(Vring ring, Backend backend, DeviceQueue queue, EventFd kick, boolean busyPoll, String roleName) {
         this.ring = ring;
@@ -49,7 +56,11 @@ final class RingWorker implements Agent, RingHandle {
                     if (stopping) {
                         return true; // "work to do": do not sleep, the runner is closing
                     }
-                    return ring.isEnabled() && queue.enableNotification();
+                    if (!ring.isEnabled()) {
+                        return false;
+                    }
+                    boolean available = queue.enableNotification();
+                    return available && !declined;
                 }
 
                 @Override
@@ -99,6 +110,7 @@ final class RingWorker implements Agent, RingHandle {
         if (queue.needsNotification()) {
             ring.signalCall();
         }
+        declined = work == 0 && queue.hasAvailable();
         return work;
     }
 
