@@ -135,20 +135,22 @@ final class SiblingInbox {
             head = 0;
             size = 0;
             headDone = 0;
-            for (int i = 0; i < waiting.size(); i++) {
-                waiting.get(i).wakeUp();
-            }
-            waiting.clear();
+            wakeSenders();
         }
     }
 
     private void wakeSendersIfRoom() {
-        if (!waiting.isEmpty() && size <= CAPACITY / 2) {
-            for (int i = 0; i < waiting.size(); i++) {
-                waiting.get(i).wakeUp();
-            }
-            waiting.clear();
+        if (size <= CAPACITY / 2) {
+            wakeSenders();
         }
+    }
+
+    /** Wakes every sender that found the inbox full; each retries its packet. Under the lock. */
+    private void wakeSenders() {
+        for (int i = 0; i < waiting.size(); i++) {
+            waiting.get(i).wakeUp();
+        }
+        waiting.clear();
     }
 
     /** Copies {@code length} bytes of {@code src} into the ring at {@code at}; returns the position after. */

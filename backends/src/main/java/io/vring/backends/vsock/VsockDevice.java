@@ -167,12 +167,8 @@ public final class VsockDevice implements Backend, AutoCloseable {
                     + Long.toUnsignedString(cid) + "; this device serves CID " + config.guestCid());
         }
         synchronized (table.lock) {
-            int closed = table.clear();
-            rx.forget();
-            inbox.clear();
-            txStoppedAt = -1;
             LOG.log(System.Logger.Level.INFO, "{0}: state loaded; {1} connection(s) of this process closed",
-                    table.name(), closed);
+                    table.name(), forgetEverything());
         }
     }
 
@@ -255,12 +251,21 @@ public final class VsockDevice implements Backend, AutoCloseable {
     @Override
     public void reset() {
         synchronized (table.lock) {
-            int closed = table.clear();
-            rx.forget();
-            inbox.clear();
-            txStoppedAt = -1;
-            LOG.log(System.Logger.Level.INFO, "{0}: device reset, {1} connection(s) closed", table.name(), closed);
+            LOG.log(System.Logger.Level.INFO, "{0}: device reset, {1} connection(s) closed", table.name(),
+                    forgetEverything());
         }
+    }
+
+    /**
+     * Closes every connection and forgets every packet and ring position of the driver that was: the
+     * device is as a fresh one. Under the table's lock; returns how many connections were open.
+     */
+    private int forgetEverything() {
+        int closed = table.clear();
+        rx.forget();
+        inbox.clear();
+        txStoppedAt = -1;
+        return closed;
     }
 
     /** Whether this guest's driver runs its rx ring: packets from siblings can be delivered. */
