@@ -56,6 +56,11 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--prof-gc", description = "Add JMH's GC profiler (-prof gc): the report shows B/op.")
     boolean profGc;
 
+    @Option(names = "--profile", description = {"Add async-profiler (JMH -prof async, CPU samples every 1 ms, per thread):",
+            "a text summary and a flame graph per benchmark under <results>/profile/. Its library is",
+            "unpacked by the jmh build to jmh/target/async-profiler/."})
+    boolean profile;
+
     @Option(names = "--results", description = "Folder for result sets (default: <repo>/results).")
     Path results;
 
@@ -99,9 +104,20 @@ public final class BenchCommand implements Callable<Integer> {
         if (profGc) {
             command.addAll(List.of("-prof", "gc"));
         }
+        if (profile) {
+            Path library = profilerLibrary(benchmarks);
+            if (library == null) {
+                System.err.println("vring bench: --profile needs async-profiler's library next to the jar ("
+                        + PROFILER_LIBRARY + "); rebuild with ./mvnw -B -DskipTests package -pl jmh -am");
+                return 1;
+            }
+            // cpu = perf_events' cpu-clock: a software event, so it works in a VM without hardware counters.
+            command.addAll(List.of("-prof", "async:libPath=" + library + ";event=cpu;interval=1000000;threads=true"
+                    + ";output=text,flamegraph;direction=forward;dir=" + out.resolve("profile")));
+        }
         command.addAll(List.of("-rf", "json", "-rff", out.resolve("jmh.json").toString()));
         command.addAll(jmhArgs.isEmpty() ? List.of("io.vring.jmh.") : jmhArgs);
-        String commandLine = "vring bench" + (full ? " --full" : "") + (profGc ? " --prof-gc" : "")
+        String commandLine = "vring bench" + (full ? " --full" : "") + (profGc ? " --prof-gc" : "") + (profile ? " --profile" : "")
                 + (jmhArgs.isEmpty() ? "" : " -- " + String.join(" ", jmhArgs)) + "  =>  " + String.join(" ", command);
         Files.writeString(out.resolve("command.txt"), commandLine + "\n");
         System.out.println("vring bench: results in " + out);
@@ -123,9 +139,22 @@ public final class BenchCommand implements Callable<Integer> {
         report.addAll(List.of("-cp", benchmarks.toString(), "io.vring.jmh.report.ReportWriter", out.toString()));
         rc = runStreaming(report, repo, null);
         Duration took = Duration.ofNanos(System.nanoTime() - start);
+        if (profile) {
+            System.out.println("vring bench: profiles (summary-cpu.txt, flame-cpu-forward.html) per benchmark in "
+                    + out.resolve("profile"));
+        }
         System.out.printf("vring bench: done in %dm%02ds; report %s%n", took.toMinutes(), took.toSecondsPart(),
                 out.resolve("report.md"));
         return rc;
+    }
+
+    /** Where the jmh build unpacks async-profiler's library, relative to the folder of benchmarks.jar. */
+    static final String PROFILER_LIBRARY = "async-profiler/linux-x64/libasyncProfiler.so";
+
+    /** async-profiler's library beside {@code benchmarks}, or null when the build did not unpack it. */
+    static Path profilerLibrary(Path benchmarks) {
+        Path library = benchmarks.toAbsolutePath().resolveSibling(PROFILER_LIBRARY);
+        return Files.isReadable(library) ? library : null;
     }
 
     /** Runs {@code command}, copying each output line to the terminal as it comes (and to {@code log}). */
