@@ -137,11 +137,14 @@ public final class FrontendRing implements AutoCloseable {
         return err;
     }
 
-    /** Publishes what was submitted and kicks the back-end if it asked for kicks. */
+    /**
+     * Publishes what was submitted and kicks the back-end if it asked for kicks. In busy-poll mode
+     * (no kick fd: the back-end polls) the kick check and its full fence are skipped.
+     */
     public void publish() {
         queue.publish();
-        if (queue.needsKick()) {
-            kick().signal();
+        if (kick != null && queue.needsKick()) {
+            kick.signal();
         }
     }
 

@@ -107,7 +107,9 @@ final class RingWorker implements Agent, RingHandle {
         }
         int work = backend.process(ring.index(), queue);
         queue.publish();
-        if (queue.needsNotification()) {
+        // No call fd (SET_VRING_CALL with NOFD) means the front-end polls the used ring: asking whether
+        // it wants a call would cost a full fence per duty cycle for an answer nobody can act on.
+        if (ring.hasCall() && queue.needsNotification()) {
             ring.signalCall();
         }
         declined = work == 0 && queue.hasAvailable();

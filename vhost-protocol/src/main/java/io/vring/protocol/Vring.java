@@ -131,6 +131,11 @@ final class Vring {
         retired.clear();
     }
 
+    /** True if the front-end gave a call eventfd; false means it polls the used ring (NOFD). */
+    boolean hasCall() {
+        return call != null;
+    }
+
     /** Signals the call eventfd, if any. Worker thread; does not allocate. */
     void signalCall() {
         EventFd c = call;

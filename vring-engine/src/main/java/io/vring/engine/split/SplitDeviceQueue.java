@@ -515,20 +515,17 @@ public final class SplitDeviceQueue implements DeviceQueue {
 
     @Override
     public boolean needsNotification() {
-        if (health.isBroken()) {
-            return false;
+        int published = publishedSinceCheck;
+        if (published == 0 || health.isBroken()) {
+            return false; // nothing published since the last check (an idle duty cycle): no fence
         }
         // Full fence: the used idx store must be visible before we read the driver's suppression
         // state, or the driver may sleep on a used entry it never hears about.
         Fences.storeLoad();
         int old = usedAtLastCheck;
         int now = usedIdx;
-        int published = publishedSinceCheck;
         usedAtLastCheck = now;
         publishedSinceCheck = 0;
-        if (published == 0) {
-            return false;
-        }
         if (eventIdx) {
             if (published >= 0xFFFF) {
                 return true; // the u16 window wrapped: vring_need_event can no longer tell

@@ -299,17 +299,17 @@ public final class SplitDriverQueue implements DriverQueue {
     @Override
     public boolean needsKick() {
         checkNotBroken();
+        int added = addedSinceKickCheck;
+        if (added == 0) {
+            return false; // nothing published since the last check: no fence, nothing to tell
+        }
         // Full fence: the avail idx store must be visible before we read the device's suppression
         // state, or the device may sleep on a chain it is never told about.
         Fences.storeLoad();
         int old = availAtLastKickCheck;
         int now = availPublished;
-        int added = addedSinceKickCheck;
         availAtLastKickCheck = now;
         addedSinceKickCheck = 0;
-        if (added == 0) {
-            return false;
-        }
         if (eventIdx) {
             if (added >= 0xFFFF) {
                 return true;
