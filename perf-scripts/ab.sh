@@ -8,24 +8,20 @@
 # parameter set the mean of the per-round scores on each side, the per-round spread (min..max),
 # and NEW/BASE. A ratio is "clear" when every NEW round beats (or loses to) every BASE round.
 #
-# -c CONTROL (a regex on benchmark names, e.g. 'jctools'): include a peer in the selection and give it
-# here; a second table then compares each figure divided by the control's figure from the same JMH
-# run (matched on shared parameters such as batch). This machine's two vCPUs sometimes run 3-4x
-# faster cross-core hand-overs for minutes at a time (seen in every suite: both sides and the peers
-# jump together), so a raw A/B can flip on that alone; the normalized ratio does not.
+# This machine's two vCPUs hand cache lines over at one of two speeds, 3-4x apart; the speed holds
+# for a whole JMH fork but changes between forks (seen in every suite: vring and the peers jump
+# alike, and a peer run as a "control" sits in a fork of its own, so dividing by it does not help).
+# The summary therefore also compares base and new within each speed mode (modes() below). Use
+# enough rounds (-r 6 or more) that both sides land in a mode more than once.
 #
 # Threads are pinned by the benchmarks themselves (Affinity: producer CPU 0, consumer CPU 1).
 # Build the two jars from the two commits first, e.g.:
 #   git worktree add /tmp/base BASE && (cd /tmp/base && ./mvnw -o -q package -DskipTests -pl jmh -am)
 set -euo pipefail
 rounds=3
-control=
-while [[ ${1:-} == -r || ${1:-} == -c ]]; do
-    if [[ $1 == -r ]]; then rounds=$2; else control=$2; fi
-    shift 2
-done
+if [[ ${1:-} == -r ]]; then rounds=$2; shift 2; fi
 if [[ $# -lt 3 ]]; then
-    echo "usage: $0 [-r ROUNDS] [-c CONTROL_REGEX] OUT_DIR BASE_JAR NEW_JAR [JMH ARGS...]" >&2
+    echo "usage: $0 [-r ROUNDS] OUT_DIR BASE_JAR NEW_JAR [JMH ARGS...]" >&2
     exit 2
 fi
 out=$1 base=$2 new=$3
@@ -60,11 +56,10 @@ for ((round = 1; round <= rounds; round++)); do
         grep -E '^Benchmark|transfers|:p0.50|·p0.50|^[A-Za-z]+\.[a-zA-Z]+ ' "$out/$side-$round.log" | tail -6 || true
     done
 done
-python3 - "$out" "$rounds" "$control" <<'PY' | tee "$out/summary.md"
-import json, re, statistics, sys
+python3 - "$out" "$rounds" <<'PY' | tee "$out/summary.md"
+import json, statistics, sys
 
-out, rounds, control = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-params_of = {}
+out, rounds = sys.argv[1], int(sys.argv[2])
 
 def figures(path):
     res = {}
@@ -72,7 +67,6 @@ def figures(path):
         name = r["benchmark"].replace("io.vring.jmh.", "")
         params = ",".join(f"{k}={v}" for k, v in sorted((r.get("params") or {}).items()))
         key = name + (f" [{params}]" if params else "")
-        params_of[key + " transfers"] = params_of[key] = (name, r.get("params") or {})
         pm, sm = r["primaryMetric"], r.get("secondaryMetrics") or {}
         if "transfers" in sm:
             res[key + " transfers"] = (float(sm["transfers"]["score"]), sm["transfers"]["scoreUnit"])
@@ -82,23 +76,12 @@ def figures(path):
 
 sides = {s: [figures(f"{out}/{s}-{i}.json") for i in range(1, rounds + 1)] for s in ("base", "new")}
 
-def control_of(key, run):
-    """The control figure of the same run whose shared parameters equal key's, or None."""
-    name, params = params_of[key]
-    for other in run:
-        oname, oparams = params_of[other]
-        if re.search(control, oname) and all(params[k] == v for k, v in oparams.items() if k in params):
-            return run[other][0]
-    return None
-
-def table(title, value, unit_of, skip_control):
+def table(title, value, unit_of):
     print(title)
     print()
     print(f"| benchmark | base mean (min..max) | new mean (min..max) | unit | new / base | clear |")
     print("|---|---:|---:|---|---:|---|")
     for key in sides["base"][0]:
-        if skip_control and re.search(control, params_of[key][0]):
-            continue
         b = [v for v in (value(run, key) for run in sides["base"]) if v is not None]
         n = [v for v in (value(run, key) for run in sides["new"]) if v is not None]
         if b and n:
@@ -116,13 +99,39 @@ def row(key, b, n, unit):
 def raw(run, key):
     return run[key][0] if key in run else None
 
-def normalized(run, key):
-    c = control_of(key, run) if key in run else None
-    return run[key][0] / c if c else None
+def modes():
+    """Per figure, base and new compared within each speed mode of the machine.
+
+    The two vCPUs of this machine kind hand cache lines over at one of two speeds, 3-4x apart, and
+    the speed holds for a whole JMH fork (its iterations agree) but changes between forks. Pooling
+    the two modes makes a mean meaningless, so the scores of both sides are split at the largest
+    gap between consecutive sorted scores when that gap is over 1.8x, and each mode is compared on
+    its own (n = how many runs of each side landed in it).
+    """
+    print("Within each speed mode (a figure's runs split at a gap of over 1.8x between scores)")
+    print()
+    print("| benchmark | mode | base mean (n) | new mean (n) | new / base |")
+    print("|---|---|---:|---:|---:|")
+    for key in sides["base"][0]:
+        b = [v for v in (raw(run, key) for run in sides["base"]) if v is not None]
+        n = [v for v in (raw(run, key) for run in sides["new"]) if v is not None]
+        if not b or not n:
+            continue
+        values = sorted(b + n)
+        gap, cut = max(((values[i + 1] / values[i], values[i + 1]) for i in range(len(values) - 1)
+                        if values[i] > 0), default=(1.0, None))
+        groups = [("one", lambda v: True)] if gap < 1.8 else [
+            ("slow", lambda v, c=cut: v < c), ("fast", lambda v, c=cut: v >= c)]
+        for mode, member in groups:
+            bm = [v for v in b if member(v)]
+            nm = [v for v in n if member(v)]
+            bs = f"{statistics.mean(bm):.4g} ({len(bm)})" if bm else "- (0)"
+            ns = f"{statistics.mean(nm):.4g} ({len(nm)})" if nm else "- (0)"
+            ratio = f"{statistics.mean(nm) / statistics.mean(bm):.3f}" if bm and nm else "-"
+            print(f"| {key} | {mode} | {bs} | {ns} | {ratio} |")
+    print()
 
 unit = lambda key: sides["base"][0][key][1]
-table("Raw figures", raw, unit, False)
-if control:
-    table(f"Each figure divided by the control /{control}/ of the same run", normalized,
-          lambda key: unit(key) + " per control", True)
+table("All runs", raw, unit)
+modes()
 PY

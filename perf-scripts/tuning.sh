@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tuning.sh [-r ROUNDS] [-c CONTROL] PATCH SIDE OUT_DIR [JMH ARGS...]: a tuning record from a patch.
+# tuning.sh [-r ROUNDS] PATCH SIDE OUT_DIR [JMH ARGS...]: a tuning record from a patch.
 #
 # Each record in docs/PERFORMANCE.md that switches one technique off (or tries one) is a patch in
 # perf-scripts/tuning/. This script builds benchmarks.jar twice from the current commit, once as it
@@ -8,19 +8,19 @@
 # switches the technique off: new/base is the technique's gain), `new` when the patch is the
 # candidate (it tries something: new/base is the candidate's gain).
 #
-# Example (the cached avail/used index, split, against JCTools in the same runs):
-#   perf-scripts/tuning.sh -c jctools perf-scripts/tuning/no-cached-index.patch base results/tuning-cached-index \
-#       'RingThroughput.(ring|jctools)' -p ring=SPLIT -p batch=1,8,32 -p features=none
+# Example (the cached avail/used index, split ring, batch 32):
+#   perf-scripts/tuning.sh -r 6 perf-scripts/tuning/no-cached-index.patch base results/tuning-cached-index \
+#       'RingThroughput.ring$' -p ring=SPLIT -p batch=32 -p features=none -f 1 -wi 2 -i 3 -w 1s -r 1s
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 ab=()
-while [[ ${1:-} == -r || ${1:-} == -c ]]; do
+if [[ ${1:-} == -r ]]; then
     ab+=("$1" "$2")
     shift 2
-done
+fi
 if [[ $# -lt 3 || ($2 != base && $2 != new) ]]; then
-    echo "usage: $0 [-r ROUNDS] [-c CONTROL] PATCH base|new OUT_DIR [JMH ARGS...]" >&2
+    echo "usage: $0 [-r ROUNDS] PATCH base|new OUT_DIR [JMH ARGS...]" >&2
     exit 2
 fi
 patch=$(realpath "$1") side=$2 out=$3
