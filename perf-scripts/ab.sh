@@ -57,7 +57,7 @@ for ((round = 1; round <= rounds; round++)); do
     done
 done
 python3 - "$out" "$rounds" <<'PY' | tee "$out/summary.md"
-import json, statistics, sys
+import json, math, statistics, sys
 
 out, rounds = sys.argv[1], int(sys.argv[2])
 
@@ -99,36 +99,56 @@ def row(key, b, n, unit):
 def raw(run, key):
     return run[key][0] if key in run else None
 
+def split(values):
+    """Two speed modes, or one: the cut that leaves the least spread (of log scores) inside each."""
+    logs = sorted(math.log(v) for v in values if v > 0)
+    if len(logs) < 2 or logs[-1] - logs[0] < math.log(1.8):
+        return None
+    best, cut = None, None
+    for i in range(1, len(logs)):
+        lo, hi = logs[:i], logs[i:]
+        spread = sum((x - statistics.mean(lo)) ** 2 for x in lo) + sum((x - statistics.mean(hi)) ** 2 for x in hi)
+        if best is None or spread < best:
+            best, cut = spread, math.exp((logs[i - 1] + logs[i]) / 2)
+    return cut
+
 def modes():
     """Per figure, base and new compared within each speed mode of the machine.
 
     The two vCPUs of this machine kind hand cache lines over at one of two speeds, 3-4x apart, and
     the speed holds for a whole JMH fork (its iterations agree) but changes between forks. Pooling
-    the two modes makes a mean meaningless, so the scores of both sides are split at the largest
-    gap between consecutive sorted scores when that gap is over 1.8x, and each mode is compared on
-    its own (n = how many runs of each side landed in it).
+    the two modes makes a mean meaningless, so when a figure's scores (both sides) span more than
+    1.8x they are split in two at the cut that leaves the least spread inside each group, and each
+    group is compared on its own (n = how many runs of each side landed in it). A cut that falls
+    exactly between base and new is the change itself, not a mode, and is not made. "clear" as above.
     """
-    print("Within each speed mode (a figure's runs split at a gap of over 1.8x between scores)")
+    print("Within each speed mode (a figure's runs split in two when they span over 1.8x)")
     print()
-    print("| benchmark | mode | base mean (n) | new mean (n) | new / base |")
-    print("|---|---|---:|---:|---:|")
+    print("| benchmark | mode | base mean (n) | new mean (n) | new / base | clear |")
+    print("|---|---|---:|---:|---:|---|")
     for key in sides["base"][0]:
         b = [v for v in (raw(run, key) for run in sides["base"]) if v is not None]
         n = [v for v in (raw(run, key) for run in sides["new"]) if v is not None]
         if not b or not n:
             continue
-        values = sorted(b + n)
-        gap, cut = max(((values[i + 1] / values[i], values[i + 1]) for i in range(len(values) - 1)
-                        if values[i] > 0), default=(1.0, None))
-        groups = [("one", lambda v: True)] if gap < 1.8 else [
+        cut = split(b + n)
+        if cut is not None and (max(b) < cut <= min(n) or max(n) < cut <= min(b)):
+            cut = None  # the cut falls between the two sides: that is the change itself, not a mode
+        groups = [("one", lambda v: True)] if cut is None else [
             ("slow", lambda v, c=cut: v < c), ("fast", lambda v, c=cut: v >= c)]
+        higher_better = "ops" in unit(key) or "/s" in unit(key)
         for mode, member in groups:
             bm = [v for v in b if member(v)]
             nm = [v for v in n if member(v)]
             bs = f"{statistics.mean(bm):.4g} ({len(bm)})" if bm else "- (0)"
             ns = f"{statistics.mean(nm):.4g} ({len(nm)})" if nm else "- (0)"
-            ratio = f"{statistics.mean(nm) / statistics.mean(bm):.3f}" if bm and nm else "-"
-            print(f"| {key} | {mode} | {bs} | {ns} | {ratio} |")
+            if bm and nm:
+                ratio = statistics.mean(nm) / statistics.mean(bm)
+                clear = (min(nm) > max(bm)) if ratio > 1 else (max(nm) < min(bm))
+                verdict = ("better" if (ratio > 1) == higher_better else "worse") if clear else "within the spread"
+                print(f"| {key} | {mode} | {bs} | {ns} | {ratio:.3f} | {verdict} |")
+            else:
+                print(f"| {key} | {mode} | {bs} | {ns} | - | - |")
     print()
 
 unit = lambda key: sides["base"][0][key][1]

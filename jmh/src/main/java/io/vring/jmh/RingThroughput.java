@@ -42,12 +42,16 @@ import java.util.concurrent.TimeUnit;
  * <ul>
  *   <li>{@code ring}: the driver thread owns a pool of {@value #QUEUE_SIZE} 64-byte buffers in the
  *       queue's shared memory. Per invocation it collects used chains ({@code pollUsed}, returning their
- *       buffers to the pool), then fills up to {@code batch} free buffers, adds each as one readable
- *       descriptor ({@code addReadable} + {@code submit}), and publishes once with one
- *       {@code needsKick} check. The device thread polls up to {@code batch} chains, copies each
- *       chain's 64 bytes out with a {@link ChainReader}, stages a used entry ({@code addUsed(chain, 0)}:
- *       no writable part), then publishes once with one {@code needsNotification} check. Both sides
- *       have notifications disabled (busy-poll). Queue size {@value #QUEUE_SIZE}.</li>
+ *       buffers to the pool) when fewer than {@code batch} buffers are free, then fills up to
+ *       {@code batch} free buffers, adds each as one readable descriptor ({@code addReadable} +
+ *       {@code submit}), and publishes once. The device thread polls up to {@code batch} chains,
+ *       copies each chain's 64 bytes out with a {@link ChainReader}, stages a used entry
+ *       ({@code addUsed(chain, 0)}: no writable part), then publishes once. Both sides poll (busy-poll,
+ *       notifications disabled) and neither has an eventfd, so neither asks whether the other wants
+ *       a notification: what {@code RingWorker} and {@code FrontendRing} do in busy-poll mode (no kick
+ *       or call fd). The price of that check, a full fence per publication, is in docs/PERFORMANCE.md
+ *       (tuning record "notification checks") and in {@link NotificationCost}. Queue size
+ *       {@value #QUEUE_SIZE}.</li>
  *   <li>{@code jctools}: {@link SpscArrayQueue} of capacity {@value #QUEUE_SIZE} carrying references to
  *       pooled {@code byte[64]} slots (pool of twice the capacity, so the producer never writes a slot
  *       the consumer may still read); the producer fills the next slot and offers it, up to
@@ -166,9 +170,13 @@ public class RingThroughput {
     }
 
     /**
-     * One driver invocation: collects used chains (their buffers go back to the pool), then fills up
-     * to {@code batch} free buffers, submits each as one readable descriptor and publishes once.
-     * Shared with {@link InflightOverhead}.
+     * One driver invocation: when fewer than {@code batch} buffers are free, collects used chains
+     * (their buffers go back to the pool); then fills up to {@code batch} free buffers, submits each
+     * as one readable descriptor and publishes once. Reclaiming only when short is the driver's
+     * cached view of the device's progress (JCTools' producer reads the consumer's index only when
+     * its cached limit runs out, the same way): the used ring's index line, which the device keeps
+     * writing, is then read once per many elements instead of once per invocation (tuning record
+     * "lazy reclaim": 1.35x split, 1.46x packed at batch 1). Shared with {@link InflightOverhead}.
      */
     static void offer(RingPair r, int batch, RingDriverSide d) {
         DriverQueue q = r.driver;
@@ -176,8 +184,10 @@ public class RingThroughput {
         int[] slotOfId = d.slotOfId;
         int freeCount = d.freeCount;
         int id;
-        while ((id = q.pollUsed()) >= 0) {
-            free[freeCount++] = slotOfId[id];
+        if (freeCount < batch) {
+            while ((id = q.pollUsed()) >= 0) {
+                free[freeCount++] = slotOfId[id];
+            }
         }
         int n = Math.min(batch, freeCount);
         if (n == 0) {
@@ -199,13 +209,12 @@ public class RingThroughput {
         d.sequence = sequence;
         d.freeCount = freeCount;
         q.publish();
-        q.needsKick();
     }
 
     /**
      * One device invocation: polls up to {@code batch} chains, copies each one's 64 bytes out, stages
-     * a used entry per chain and publishes once. Returns the chains served. Shared with
-     * {@link InflightOverhead}.
+     * a used entry per chain and publishes once (no notification check: the driver polls). Returns
+     * the chains served. Shared with {@link InflightOverhead}.
      */
     static int serve(DeviceQueue q, int batch, RingDeviceSide d, Blackhole bh) {
         ChainReader reader = d.reader;
@@ -220,7 +229,6 @@ public class RingThroughput {
         }
         if (n > 0) {
             q.publish();
-            q.needsNotification();
         }
         return n;
     }
