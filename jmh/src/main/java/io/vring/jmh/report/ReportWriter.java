@@ -428,14 +428,26 @@ public final class ReportWriter {
         }
         vsockGoal(results, md);
         if (gc) {
-            double max = 0;
+            // Throughput benchmarks count per element; sampled ones (SampleTime round trips) also carry
+            // JMH's end-of-iteration statistics (boxed Doubles, result serialization: a few MB per
+            // iteration, seen in an async-profiler alloc profile), which a slow operation spreads
+            // over few operations. Both are shown; the goal is judged on the per-element figure.
+            double perElement = 0;
+            double sampled = 0;
             for (Result r : results) {
                 if (r.benchmark.endsWith(".ring")) {
-                    max = Math.max(max, r.secondaryScore("gc.alloc.rate.norm"));
+                    double b = r.secondaryScore("gc.alloc.rate.norm");
+                    if ("sample".equals(r.mode)) {
+                        sampled = Math.max(sampled, b);
+                    } else {
+                        perElement = Math.max(perElement, b);
+                    }
                 }
             }
-            md.append("- 0 B/op on vring data-path benchmarks: largest ").append(bytes(max))
-                    .append(max < 0.5 ? " — met" : " — not met").append('\n');
+            md.append("- 0 B/op on vring data-path benchmarks: throughput (per element) largest ").append(bytes(perElement))
+                    .append(perElement < 0.5 ? " — met" : " — not met")
+                    .append("; sampled round trips largest ").append(bytes(sampled))
+                    .append(" (includes JMH's per-iteration statistics; the per-thread proofs are the allocation tests)\n");
         } else {
             md.append("- 0 B/op: not measured in this run (add `--prof-gc`)\n");
         }

@@ -38,6 +38,31 @@ class ReportWriterTest {
         assertTrue(md.contains("not measured in this run"), md);
     }
 
+    @Test
+    void theAllocationGoalIsJudgedPerElementAndShowsTheSampledRoundTripsBesideIt() {
+        // a sampled (SampleTime) benchmark's B/op also carries JMH's per-iteration statistics
+        String json = """
+                [
+                  {"benchmark": "io.vring.jmh.RingThroughput.ring", "mode": "thrpt",
+                   "params": {"batch": "8", "features": "none", "ring": "SPLIT"},
+                   "primaryMetric": {"score": 10.0, "scoreError": 1.0, "scoreUnit": "ops/s"},
+                   "secondaryMetrics": {"transfers": {"score": 3.0E6, "scoreError": 1.0E5, "scoreUnit": "ops/s"},
+                                        "gc.alloc.rate.norm": {"score": 0.01, "scoreError": 0.0, "scoreUnit": "B/op"}}},
+                  {"benchmark": "io.vring.jmh.RingLatency.ring", "mode": "sample",
+                   "params": {"ring": "SPLIT", "wake": "eventfd"},
+                   "primaryMetric": {"score": 25000.0, "scoreError": 100.0, "scoreUnit": "ns/op",
+                     "scorePercentiles": {"50.0": 24000.0, "99.0": 70000.0, "99.9": 160000.0}},
+                   "secondaryMetrics": {"gc.alloc.rate.norm": {"score": 6.3, "scoreError": 1.0, "scoreUnit": "B/op"}}}
+                ]
+                """;
+        String md = ReportWriter.markdown(ReportWriter.read(json), null, "test machine", List.of());
+        assertTrue(md.contains("throughput (per element) largest 0.0 — met; sampled round trips largest 6.3"), md);
+
+        String allocating = json.replace("\"score\": 0.01,", "\"score\": 24.0,");
+        md = ReportWriter.markdown(ReportWriter.read(allocating), null, "test machine", List.of());
+        assertTrue(md.contains("throughput (per element) largest 24.0 — not met"), md);
+    }
+
     private static String sample(String backend, double p50, double p99) {
         return """
                 {"benchmark": "io.vring.jmh.DeviceSetup.connectStartRequestClose", "mode": "sample",
