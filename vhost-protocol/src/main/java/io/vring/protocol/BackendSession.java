@@ -547,7 +547,7 @@ final class BackendSession {
             r.positions(q.availPosition(), q.usedPosition());
             r.stopped();
         }
-        LOG.log(Level.DEBUG, "{0}: {1} stopped at avail {2}, used {3}", name, r, r.availPosition(), r.usedPosition());
+        LOG.log(Level.INFO, "{0}: {1} stopped at avail {2}, used {3}", name, r, r.availPosition(), r.usedPosition());
     }
 
     /** Runs on whichever thread saw the queue break (usually the worker). */

@@ -182,6 +182,8 @@ public final class BlkBackend implements Backend, AutoCloseable {
      */
     @Override
     public void reset() {
+        // One line per session: what a log reader needs to tell "served nothing" from "served and hung".
+        LOG.log(Level.INFO, "session ends: {0}", stats);
         for (BlkRing r : rings) {
             r.awaitIdle(null);
         }

@@ -129,6 +129,15 @@ class BlkGuestKillTest {
             System.out.println("BlkGuestKillTest " + kind + ": " + resubmitted + " request(s) resubmitted over " + KILLS + " kills");
             assertTrue(backends.getLast().logLines().stream().anyMatch(l -> l.contains(" started: " + kind.name().toLowerCase())),
                     "the last back-end ran the " + kind + " ring");
+        } catch (AssertionError | Exception e) {
+            // The guest's console is in the failure message; the back-ends' side goes to the test output.
+            // QEMU is gone by now: give the live back-end a moment to log its disconnect (ring positions, stats).
+            Thread.sleep(1000);
+            for (BackendProcess b : backends) {
+                System.out.println("BlkGuestKillTest " + kind + ": back-end generation " + b.generation() + " said:\n  "
+                        + String.join("\n  ", b.logLines()));
+            }
+            throw e;
         } finally {
             backends.forEach(BackendProcess::close);
         }
