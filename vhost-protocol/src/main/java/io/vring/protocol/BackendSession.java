@@ -455,6 +455,8 @@ final class BackendSession {
                     + ": 0 or 1");
         }
         r.enabled(s.num() == 1);
+        // A line per change: a ring started but never enabled looks, from the guest, like a hung device.
+        LOG.log(Level.INFO, "{0}: {1} {2}", name, r, s.num() == 1 ? "enabled" : "disabled");
         if (r.isStarted()) {
             r.worker().wakeUp();
         }
