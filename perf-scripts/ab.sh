@@ -76,28 +76,32 @@ def figures(path):
 
 sides = {s: [figures(f"{out}/{s}-{i}.json") for i in range(1, rounds + 1)] for s in ("base", "new")}
 
-def table(title, value, unit_of):
-    print(title)
+def runs(key):
+    """The figure's score in every round of each side (rounds that lack it left out)."""
+    return tuple([run[key][0] for run in sides[s] if key in run] for s in ("base", "new"))
+
+def unit(key):
+    return sides["base"][0][key][1]
+
+def verdict(key, b, n):
+    """new/base of the means, and "better"/"worse" when every run of one side beats every run of the other."""
+    ratio = statistics.mean(n) / statistics.mean(b)
+    higher_better = "ops" in unit(key) or "/s" in unit(key)
+    clear = (min(n) > max(b)) if ratio > 1 else (max(n) < min(b))
+    return ratio, ("better" if (ratio > 1) == higher_better else "worse") if clear else "within the spread"
+
+def table():
+    print("All runs")
     print()
     print(f"| benchmark | base mean (min..max) | new mean (min..max) | unit | new / base | clear |")
     print("|---|---:|---:|---|---:|---|")
     for key in sides["base"][0]:
-        b = [v for v in (value(run, key) for run in sides["base"]) if v is not None]
-        n = [v for v in (value(run, key) for run in sides["new"]) if v is not None]
+        b, n = runs(key)
         if b and n:
-            row(key, b, n, unit_of(key))
+            ratio, clear = verdict(key, b, n)
+            print(f"| {key} | {statistics.mean(b):.4g} ({min(b):.3g}..{max(b):.3g}) | {statistics.mean(n):.4g} "
+                  f"({min(n):.3g}..{max(n):.3g}) | {unit(key)} | {ratio:.3f} | {clear} |")
     print()
-
-def row(key, b, n, unit):
-    ratio = statistics.mean(n) / statistics.mean(b)
-    higher_better = "ops" in unit or "/s" in unit
-    clear = (min(n) > max(b)) if ratio > 1 else (max(n) < min(b))
-    verdict = ("better" if (ratio > 1) == higher_better else "worse") if clear else "within the spread"
-    print(f"| {key} | {statistics.mean(b):.4g} ({min(b):.3g}..{max(b):.3g}) | {statistics.mean(n):.4g} "
-          f"({min(n):.3g}..{max(n):.3g}) | {unit} | {ratio:.3f} | {verdict} |")
-
-def raw(run, key):
-    return run[key][0] if key in run else None
 
 def split(values):
     """Two speed modes, or one: the cut that leaves the least spread (of log scores) inside each."""
@@ -127,8 +131,7 @@ def modes():
     print("| benchmark | mode | base mean (n) | new mean (n) | new / base | clear |")
     print("|---|---|---:|---:|---:|---|")
     for key in sides["base"][0]:
-        b = [v for v in (raw(run, key) for run in sides["base"]) if v is not None]
-        n = [v for v in (raw(run, key) for run in sides["new"]) if v is not None]
+        b, n = runs(key)
         if not b or not n:
             continue
         cut = split(b + n)
@@ -136,22 +139,18 @@ def modes():
             cut = None  # the cut falls between the two sides: that is the change itself, not a mode
         groups = [("one", lambda v: True)] if cut is None else [
             ("slow", lambda v, c=cut: v < c), ("fast", lambda v, c=cut: v >= c)]
-        higher_better = "ops" in unit(key) or "/s" in unit(key)
         for mode, member in groups:
             bm = [v for v in b if member(v)]
             nm = [v for v in n if member(v)]
             bs = f"{statistics.mean(bm):.4g} ({len(bm)})" if bm else "- (0)"
             ns = f"{statistics.mean(nm):.4g} ({len(nm)})" if nm else "- (0)"
             if bm and nm:
-                ratio = statistics.mean(nm) / statistics.mean(bm)
-                clear = (min(nm) > max(bm)) if ratio > 1 else (max(nm) < min(bm))
-                verdict = ("better" if (ratio > 1) == higher_better else "worse") if clear else "within the spread"
-                print(f"| {key} | {mode} | {bs} | {ns} | {ratio:.3f} | {verdict} |")
+                ratio, clear = verdict(key, bm, nm)
+                print(f"| {key} | {mode} | {bs} | {ns} | {ratio:.3f} | {clear} |")
             else:
                 print(f"| {key} | {mode} | {bs} | {ns} | - | - |")
     print()
 
-unit = lambda key: sides["base"][0][key][1]
-table("All runs", raw, unit)
+table()
 modes()
 PY
