@@ -160,13 +160,8 @@ final class RxProcessor {
 
     /** Host bytes into one RW packet, within the guest's credit and the buffer; 0 if none were there. */
     private int data(VsockConnection connection) {
-        long credit = connection.peerFree();
+        long credit = creditOrStall(connection);
         if (credit == 0) {
-            if (!connection.stalled) {
-                connection.stalled = true;
-                connection.pending |= VsockConnection.SEND_CREDIT_REQUEST;
-                table.stats.creditStalls++;
-            }
             return 0;
         }
         int room = (int) Math.min(Math.min(credit, writer.remaining() - SIZE), MAX_PAYLOAD);
@@ -204,6 +199,20 @@ final class RxProcessor {
         return SIZE + n;
     }
 
+    /**
+     * The guest's free buffer space for this connection. At 0 the connection stalls: the first time,
+     * a CREDIT_REQUEST is queued for the guest (once per stall, not per attempt).
+     */
+    private long creditOrStall(VsockConnection connection) {
+        long credit = connection.peerFree();
+        if (credit == 0 && !connection.stalled) {
+            connection.stalled = true;
+            connection.pending |= VsockConnection.SEND_CREDIT_REQUEST;
+            table.stats.creditStalls++;
+        }
+        return credit;
+    }
+
     /** Host half-closed (or closed): the guest reads EOF and may still send, as over TCP. */
     private void hostEof(VsockConnection connection) {
         connection.hostReadable = false;
@@ -221,13 +230,8 @@ final class RxProcessor {
      * before it is all sent. 0 if nothing could be sent.
      */
     private int record(VsockConnection connection) {
-        long credit = connection.peerFree();
+        long credit = creditOrStall(connection);
         if (credit == 0) {
-            if (!connection.stalled) {
-                connection.stalled = true;
-                connection.pending |= VsockConnection.SEND_CREDIT_REQUEST;
-                table.stats.creditStalls++;
-            }
             return 0;
         }
         if (!connection.recordPending() && !readRecord(connection)) {
